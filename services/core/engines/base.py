@@ -1,0 +1,188 @@
+"""The engine contract: versioned indices behind an alias, writes with per-item outcomes, three query types.
+
+Everything above the adapters speaks these types; no raw engine hit leaves an adapter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from services.core.domain import DEFAULT_FIELD_BOOSTS, TEXT_FIELDS, Item
+from services.core.errors import ValidationError
+from services.core.filters import Filter
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Document:
+    """An item with its embedding, ready to be written."""
+
+    item: Item
+    vector: Vector
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What an engine holds for an item. `vector` is present only when asked for."""
+
+    item: Item
+    content_hash: str
+    vector: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result of a query: the id, the engine's raw score, and the stored item."""
+
+    id: str
+    score: float
+    item: Item
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    id: str
+    reason: str
+    retryable: bool = False
+
+
+@dataclass
+class BulkResult:
+    """Per-item outcome of a write: every id given is in exactly one of the two lists."""
+
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[ItemFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class IndexVersion:
+    alias: str
+    version: int
+    name: str
+    dimension: int
+    model_id: str
+    created_at: datetime
+    live: bool
+    count: int
+
+
+@runtime_checkable
+class SearchEngine(Protocol):
+    """The contract both engines fulfil; `tests/contract/` checks it against each.
+
+    `alias` names a logical index. Reads and writes go to the version the alias points at, or to
+    `version` when given (reindexing writes to a new version before it goes live).
+    """
+
+    # versions and alias
+    def create_version(self, alias: str, *, dimension: int, model_id: str) -> IndexVersion: ...
+    def point_alias(self, alias: str, version: int) -> None: ...
+    def list_versions(self, alias: str) -> list[IndexVersion]: ...
+    def live_version(self, alias: str) -> IndexVersion | None: ...
+    def drop_version(self, alias: str, version: int) -> None: ...
+    def drop_alias(self, alias: str) -> None: ...
+
+    # writes and reads by id
+    def upsert(self, alias: str, docs: Sequence[Document], *, version: int | None = None) -> BulkResult: ...
+    def delete(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> BulkResult: ...
+    def get(
+        self, alias: str, ids: Sequence[str], *, with_vectors: bool = False, version: int | None = None
+    ) -> list[StoredDocument]: ...
+    def count(self, alias: str, *, version: int | None = None) -> int: ...
+    def refresh(self, alias: str, *, version: int | None = None) -> None: ...
+    def scan(
+        self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
+    ) -> Iterator[list[StoredDocument]]: ...
+
+    # queries
+    def keyword_search(
+        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None,
+        filter: Filter | None = None,
+    ) -> list[Hit]: ...
+    def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]: ...
+    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]: ...
+
+    def close(self) -> None: ...
+
+
+# Helpers both adapters share, so that they agree on what counts as valid input.
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def version_index_name(alias: str, version: int) -> str:
+    return f"{alias}-v{version:04d}"
+
+
+def check_alias(alias: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]{0,100}", alias):
+        raise ValidationError("alias", "must be lowercase letters, digits, '-' or '_' (at most 101 characters)")
+    return alias
+
+
+def check_document(doc: Document, dimension: int) -> str | None:
+    """Why a document cannot be written, or None. A bad item fails alone; its batch goes on."""
+    vec = doc.vector
+    if vec.ndim != 1 or vec.shape[0] != dimension:
+        return f"vector has shape {vec.shape}, the index expects ({dimension},)"
+    if not np.all(np.isfinite(vec)):
+        return "vector has NaN or infinite values"
+    norm = float(np.linalg.norm(vec))
+    if norm == 0 or math.isnan(norm):
+        return "vector is all zeros"
+    return None
+
+
+def normalise(vec: Vector) -> Vector:
+    out = np.asarray(vec, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(out))
+    return out / norm if norm > 0 else out
+
+
+def query_words(text: str, max_terms: int) -> list[str]:
+    """Words of a keyword query, capped: a 64 KB paste must not become a 10,000-clause query."""
+    return _WORD.findall(text.lower())[:max_terms]
+
+
+def suggest_parts(text: str, max_terms: int) -> tuple[list[str], str | None]:
+    """Completed words (typo tolerant) and the word being typed (a prefix), if the text does not end in a space."""
+    words = query_words(text, max_terms)
+    if not words:
+        return [], None
+    if text[-1:].isspace() or not text[-1:].isalnum():
+        return words, None
+    return words[:-1], words[-1]
+
+
+def fuzzy_distance(word: str) -> int:
+    """Edit distance allowed for a completed word, as OpenSearch's AUTO: 0 up to 2 chars, 1 up to 5, else 2."""
+    return 0 if len(word) <= 2 else 1 if len(word) <= 5 else 2
+
+
+def resolve_boosts(boosts: Mapping[str, float] | None) -> dict[str, float]:
+    chosen = dict(boosts) if boosts else dict(DEFAULT_FIELD_BOOSTS)
+    for name, weight in chosen.items():
+        if name not in TEXT_FIELDS:
+            raise ValidationError(f"boosts.{name}", f"unknown text field; searchable fields: {', '.join(TEXT_FIELDS)}")
+        if not weight > 0:
+            raise ValidationError(f"boosts.{name}", "must be > 0")
+    return chosen
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= 10_000:
+        raise ValidationError("k", "must be between 1 and 10000")
+    return k

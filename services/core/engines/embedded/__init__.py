@@ -1,0 +1,3 @@
+from services.core.engines.embedded.engine import EmbeddedEngine
+
+__all__ = ["EmbeddedEngine"]

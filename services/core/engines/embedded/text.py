@@ -1,0 +1,132 @@
+"""Tantivy: BM25 keyword search and typo-tolerant prefix matching for one index version.
+
+Only `id` and `row` are stored; the item itself lives in the SQLite store. Writes replay the store's log past
+the seq recorded in `text.seq`, so whoever writes next also repairs what a crashed writer left undone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tantivy
+from tantivy import Occur, Query
+
+from services.core.domain import Item
+from services.core.engines.base import fuzzy_distance
+from services.core.engines.embedded.columns import Mask
+from services.core.engines.embedded.store import DocStore
+
+_LIST_FIELDS = ("tags", "categories")
+# Below this many allowed rows a filter becomes a term-set clause; above it results are filtered afterwards.
+_TERM_SET_MAX = 20_000
+
+
+def _schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("id", stored=True, tokenizer_name="raw")
+    sb.add_integer_field("row", stored=True, indexed=True, fast=True)
+    for name in ("title", "body", "tags", "categories", "brand"):
+        sb.add_text_field(name, stored=False, tokenizer_name="en_stem")
+    sb.add_text_field("title_prefix", stored=False, tokenizer_name="default")
+    return sb.build()
+
+
+class TextIndex:
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._folder = folder
+        self._seq_file = folder.parent / "text.seq"
+        self.schema = _schema()
+        self._index = tantivy.Index(self.schema, path=str(folder), reuse=True)
+
+    def applied_seq(self) -> int:
+        try:
+            return int(self._seq_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def catch_up(self, store: DocStore) -> None:
+        """Replay the store's log into the index. Callers hold the version's write lock."""
+        seq = self.applied_seq()
+        changes = store.changes_since(seq)
+        if not changes:
+            return
+        writer = self._index.writer(heap_size=50_000_000, num_threads=1)
+        try:
+            while changes:
+                for rev in changes:
+                    writer.delete_documents_by_term("id", rev.id)
+                    if rev.source is not None:
+                        writer.add_document(self._document(rev.seq, Item.model_validate_json(rev.source)))
+                seq = changes[-1].seq
+                changes = store.changes_since(seq)
+            writer.commit()
+            writer.wait_merging_threads()
+        finally:
+            del writer  # releases tantivy's lock file for writers in other processes
+        tmp = self._seq_file.with_suffix(".tmp")
+        tmp.write_text(str(seq))
+        os.replace(tmp, self._seq_file)
+
+    def _document(self, row: int, item: Item) -> tantivy.Document:
+        doc = tantivy.Document()
+        doc.add_text("id", item.id)
+        doc.add_integer("row", row)
+        doc.add_text("title", item.title)
+        doc.add_text("title_prefix", item.title)
+        doc.add_text("body", item.body)
+        for name in _LIST_FIELDS:
+            for value in getattr(item, name):
+                doc.add_text(name, value)
+        if item.brand:
+            doc.add_text("brand", item.brand)
+        return doc
+
+    def keyword_query(self, words: Sequence[str], boosts: dict[str, float]) -> Query:
+        # Best field plus a share of the others, as OpenSearch's best_fields multi_match with tie_breaker 0.3.
+        text = " ".join(words)
+        per_field = [self._index.parse_query(text, [name], {name: weight}) for name, weight in boosts.items()]
+        return Query.disjunction_max_query(per_field, tie_breaker=0.3)
+
+    def suggest_query(self, completed: Sequence[str], prefix: str | None) -> Query:
+        clauses: list[tuple[Occur, Query]] = []
+        for word in completed:
+            fuzzy = Query.fuzzy_term_query(self.schema, "title_prefix", word, distance=fuzzy_distance(word),
+                                           transposition_cost_one=True, prefix=False)
+            clauses.append((Occur.Must, fuzzy))
+            # An exact word scores above a corrected one.
+            clauses.append((Occur.Should, Query.term_query(self.schema, "title_prefix", word)))
+        if prefix:
+            clauses.append((Occur.Must, Query.fuzzy_term_query(self.schema, "title_prefix", prefix, distance=0,
+                                                               transposition_cost_one=True, prefix=True)))
+        return Query.boolean_query(clauses)
+
+    def search(self, query: Query, k: int, allowed: Mask | None, row_is_live: Callable[[int], bool]) -> list[tuple[int, float]]:
+        """Top k (row, score), keeping only allowed rows: a term-set clause when selective, else over-fetching."""
+        self._index.reload()
+        searcher = self._index.searcher()
+        if allowed is not None:
+            rows = np.flatnonzero(allowed)
+            if len(rows) == 0:
+                return []
+            if len(rows) <= _TERM_SET_MAX:
+                rows_q = Query.term_set_query(self.schema, "row", rows.tolist())
+                query = Query.boolean_query([(Occur.Must, query), (Occur.Must, rows_q)])
+                allowed = None
+        limit = k
+        while True:
+            result = searcher.search(query, limit)
+            out: list[tuple[int, float]] = []
+            for score, address in result.hits:
+                row = int(searcher.doc(address)["row"][0])
+                ok = allowed[row] if allowed is not None and row < len(allowed) else allowed is None
+                if ok and row_is_live(row):
+                    out.append((row, float(score)))
+                    if len(out) == k:
+                        return out
+            if len(result.hits) < limit:
+                return out
+            limit *= 4

@@ -1,0 +1,96 @@
+"""One embedded index version: the SQLite store plus the text and vector indexes derived from it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from services.core.domain import FieldKind, Item
+from services.core.engines.base import Vector
+from services.core.engines.embedded.columns import FilterColumns, Mask
+from services.core.engines.embedded.store import DocStore, Revision
+from services.core.engines.embedded.text import TextIndex
+from services.core.engines.embedded.vectors import VectorIndex
+from services.core.filters import Filter
+from services.core.settings import EmbeddedSettings
+
+
+class VersionIndex:
+    def __init__(self, folder: Path, fields: dict[str, FieldKind], settings: EmbeddedSettings) -> None:
+        self.folder = folder
+        manifest = json.loads((folder / "manifest.json").read_text())
+        self.dimension = int(manifest["dimension"])
+        self._fields = fields
+        self._settings = settings
+        self._lock = threading.RLock()
+        self.store = DocStore(folder / "store.sqlite")
+        self.text = TextIndex(folder / "text")
+        self._load()
+
+    def _load(self) -> None:
+        """Build the in-memory state (columns, vectors, id maps) from the store in one pass."""
+        seq, rows = self.store.snapshot()
+        self.columns = FilterColumns(self._fields)
+        self.row_of: dict[str, int] = {}
+        ids = np.array([r.row for r in rows], dtype=np.int64)
+        vecs = np.stack([r.vector for r in rows if r.vector is not None]) if rows else np.zeros((0, self.dimension))
+        for r in rows:
+            self.columns.add(r.row, Item.model_validate_json(r.source))
+            self.row_of[r.id] = r.row
+        self.vectors = VectorIndex(self.dimension, self._settings)
+        self.vectors.rebuild(ids, vecs.astype(np.float32))
+        self.applied_seq = seq
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialises writers across threads and processes (the API and a worker may share a data dir)."""
+        with self._lock, open(self.folder / "write.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def sync(self) -> None:
+        """Catch up with writes made since the last sync, by this process or another one."""
+        if self.store.last_seq() == self.applied_seq:
+            return
+        with self._lock:
+            changes = self.store.changes_since(self.applied_seq)
+            while changes:
+                self._apply(changes)
+                changes = self.store.changes_since(self.applied_seq)
+            dead = self.vectors.total - len(self.row_of)
+            if self.vectors.total > 1000 and dead > self._settings.compact_dead_ratio * self.vectors.total:
+                self._load()
+
+    def _apply(self, changes: list[Revision]) -> None:
+        new_rows: list[int] = []
+        new_vecs: list[Vector] = []
+        for rev in changes:
+            old = self.row_of.pop(rev.id, None)
+            if old is not None:
+                self.columns.remove(old)
+            if rev.source is not None and rev.vector is not None:
+                self.columns.add(rev.seq, Item.model_validate_json(rev.source))
+                self.row_of[rev.id] = rev.seq
+                new_rows.append(rev.seq)
+                new_vecs.append(rev.vector)
+        if new_rows:
+            self.vectors.add(np.array(new_rows, dtype=np.int64), np.stack(new_vecs))
+        self.applied_seq = changes[-1].seq
+
+    def mask(self, flt: Filter | None) -> Mask:
+        return self.columns.mask(flt)
+
+    def is_live(self, row: int) -> bool:
+        return row < self.columns.size and bool(self.columns.live[row])
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,3 @@
+from services.core.engines.opensearch.engine import OpenSearchEngine
+
+__all__ = ["OpenSearchEngine"]

@@ -1,0 +1,281 @@
+"""OpenSearch adapter: k-NN indices, BM25, search_as_you_type. OpenSearch DSL and raw hits stay in here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from opensearchpy import helpers
+from opensearchpy.exceptions import NotFoundError
+
+from services.core.domain import Item
+from services.core.engines.base import (
+    BulkResult, Document, Hit, IndexVersion, ItemFailure, StoredDocument, Vector, check_alias, check_document,
+    check_k, normalise, query_words, resolve_boosts, suggest_parts, version_index_name,
+)
+from services.core.engines.opensearch.client import RETRYABLE_STATUS, Retrier, build_client
+from services.core.engines.opensearch.dsl import filter_clause
+from services.core.engines.opensearch.mapping import TEXT_FIELD_NAMES, index_body
+from services.core.errors import EngineError, IndexNotFoundError, ValidationError
+from services.core.filters import Filter
+from services.core.settings import CoreSettings
+
+_ENGINE_FIELDS = ("content_hash", "vector")
+
+
+class OpenSearchEngine:
+    def __init__(self, settings: CoreSettings) -> None:
+        self._settings = settings.opensearch
+        self._schema = settings.catalog
+        self._max_terms = settings.max_query_terms
+        self._client = build_client(self._settings)
+        self._retry = Retrier(self._settings)
+
+    # ---- versions and alias ----------------------------------------------------------------------
+
+    def _name(self, alias: str, version: int | None) -> str:
+        return check_alias(alias) if version is None else version_index_name(check_alias(alias), version)
+
+    def _meta_of_all(self, alias: str) -> dict[str, dict[str, Any]]:
+        pattern = f"{check_alias(alias)}-v*"
+        try:
+            found = self._retry(lambda: self._client.indices.get_mapping(index=pattern))
+        except NotFoundError:
+            return {}
+        return {name: body["mappings"].get("_meta", {}).get("trawl", {}) for name, body in found.items()
+                if body["mappings"].get("_meta", {}).get("trawl", {}).get("alias") == alias}
+
+    def _live_names(self, alias: str) -> list[str]:
+        try:
+            return list(self._retry(lambda: self._client.indices.get_alias(name=alias)))
+        except NotFoundError:
+            return []
+
+    def create_version(self, alias: str, *, dimension: int, model_id: str) -> IndexVersion:
+        if dimension < 1:
+            raise ValidationError("dimension", "must be >= 1")
+        numbers = [int(m["version"]) for m in self._meta_of_all(alias).values()]
+        number = max(numbers, default=0) + 1
+        meta = {"alias": alias, "version": number, "dimension": dimension, "model_id": model_id,
+                "created_at": datetime.now(UTC).isoformat()}
+        body = index_body(self._settings, self._schema, dimension=dimension, meta=meta)
+        name = version_index_name(alias, number)
+        self._retry(lambda: self._client.indices.create(index=name, body=body))
+        self._retry(lambda: self._client.cluster.health(index=name, wait_for_status="yellow", timeout="30s"))
+        return self._describe(name, meta, live=False)
+
+    def point_alias(self, alias: str, version: int) -> None:
+        target = version_index_name(check_alias(alias), version)
+        if not self._retry(lambda: self._client.indices.exists(index=target)):
+            raise IndexNotFoundError(f"{alias} has no version {version}")
+        actions: list[dict[str, Any]] = [{"remove": {"index": n, "alias": alias}} for n in self._live_names(alias)
+                                         if n != target]
+        actions.append({"add": {"index": target, "alias": alias, "is_write_index": True}})
+        # One request: OpenSearch applies all actions atomically, so readers never see no alias.
+        self._retry(lambda: self._client.indices.update_aliases(body={"actions": actions}))
+
+    def list_versions(self, alias: str) -> list[IndexVersion]:
+        live = set(self._live_names(alias))
+        metas = self._meta_of_all(alias)
+        return sorted((self._describe(n, m, n in live) for n, m in metas.items()), key=lambda v: v.version)
+
+    def live_version(self, alias: str) -> IndexVersion | None:
+        return next((v for v in self.list_versions(alias) if v.live), None)
+
+    def _describe(self, name: str, meta: dict[str, Any], live: bool) -> IndexVersion:
+        count = int(self._retry(lambda: self._client.count(index=name))["count"])
+        return IndexVersion(
+            alias=meta["alias"], version=int(meta["version"]), name=name, dimension=int(meta["dimension"]),
+            model_id=meta["model_id"], created_at=datetime.fromisoformat(meta["created_at"]), live=live, count=count,
+        )
+
+    def drop_version(self, alias: str, version: int) -> None:
+        name = version_index_name(check_alias(alias), version)
+        if name in self._live_names(alias):
+            raise ValidationError("version", f"version {version} is live behind {alias!r}; point the alias elsewhere first")
+        try:
+            self._retry(lambda: self._client.indices.delete(index=name))
+        except NotFoundError as exc:
+            raise IndexNotFoundError(f"{alias} has no version {version}") from exc
+
+    def drop_alias(self, alias: str) -> None:
+        """Remove the alias and every version behind it (a catalog taken down)."""
+        names = list(self._meta_of_all(alias))
+        if names:
+            self._retry(lambda: self._client.indices.delete(index=",".join(names)))
+
+    def _dimension(self, index: str) -> int:
+        mapping = self._call(lambda: self._client.indices.get_mapping(index=index))
+        (body,) = mapping.values()
+        return int(body["mappings"]["properties"]["vector"]["dimension"])
+
+    def _call(self, fn: Any) -> Any:
+        try:
+            return self._retry(fn)
+        except NotFoundError as exc:
+            raise IndexNotFoundError(str(exc)) from exc
+
+    # ---- writes and reads by id --------------------------------------------------------------------
+
+    def upsert(self, alias: str, docs: Sequence[Document], *, version: int | None = None) -> BulkResult:
+        index = self._name(alias, version)
+        dimension = self._dimension(index)
+        result = BulkResult()
+        actions: dict[str, dict[str, Any]] = {}
+        for doc in docs:
+            problem = check_document(doc, dimension)
+            if problem:
+                result.failed.append(ItemFailure(doc.item.id, problem))
+                continue
+            source = doc.item.to_json() | {"content_hash": doc.item.content_hash,
+                                           "vector": normalise(doc.vector).tolist()}
+            actions[doc.item.id] = {"_op_type": "index", "_index": index, "_id": doc.item.id, "_source": source}
+        self._bulk(list(actions.values()), result)
+        return result
+
+    def delete(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> BulkResult:
+        index = self._name(alias, version)
+        result = BulkResult()
+        self._bulk([{"_op_type": "delete", "_index": index, "_id": i} for i in dict.fromkeys(ids)], result)
+        return result
+
+    def _bulk(self, actions: list[dict[str, Any]], result: BulkResult) -> None:
+        """Send in chunks; items rejected as busy (429) are re-sent with backoff, other failures reported."""
+        pending = actions
+        for attempt in range(self._settings.max_retries + 1):
+            retry: list[dict[str, Any]] = []
+            for start in range(0, len(pending), self._settings.bulk_chunk):
+                chunk = pending[start : start + self._settings.bulk_chunk]
+                body = []
+                for a in chunk:
+                    body.append({a["_op_type"]: {"_index": a["_index"], "_id": a["_id"]}})
+                    if a["_op_type"] == "index":
+                        body.append(a["_source"])
+                response = self._call(lambda body=body: self._client.bulk(body=body))
+                for action, entry in zip(chunk, response["items"], strict=True):
+                    (outcome,) = entry.values()
+                    status = int(outcome.get("status", 500))
+                    if status < 300:
+                        result.succeeded.append(action["_id"])
+                    elif status in RETRYABLE_STATUS and attempt < self._settings.max_retries:
+                        retry.append(action)
+                    elif action["_op_type"] == "delete" and status == 404:
+                        result.failed.append(ItemFailure(action["_id"], "not found"))
+                    else:
+                        error = outcome.get("error", {})
+                        reason = f"{error.get('type', status)}: {error.get('reason', '')}".strip(": ")
+                        result.failed.append(ItemFailure(action["_id"], reason, status in RETRYABLE_STATUS))
+            if not retry:
+                return
+            time.sleep(self._retry.delay(attempt))
+            pending = retry
+
+    def get(
+        self, alias: str, ids: Sequence[str], *, with_vectors: bool = False, version: int | None = None
+    ) -> list[StoredDocument]:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return []
+        excludes = [] if with_vectors else ["vector"]
+        index = self._name(alias, version)
+        response = self._call(lambda: self._client.mget(index=index, body={"ids": unique}, _source_excludes=excludes))
+        return [self._stored(d["_source"]) for d in response["docs"] if d.get("found")]
+
+    @staticmethod
+    def _stored(source: dict[str, Any]) -> StoredDocument:
+        vector = source.get("vector")
+        item = Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
+        return StoredDocument(item, source["content_hash"],
+                              None if vector is None else np.asarray(vector, dtype=np.float32))
+
+    def count(self, alias: str, *, version: int | None = None) -> int:
+        index = self._name(alias, version)
+        return int(self._call(lambda: self._client.count(index=index))["count"])
+
+    def refresh(self, alias: str, *, version: int | None = None) -> None:
+        index = self._name(alias, version)
+        self._call(lambda: self._client.indices.refresh(index=index))
+
+    def scan(
+        self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
+    ) -> Iterator[list[StoredDocument]]:
+        query: dict[str, Any] = {"query": {"match_all": {}}, "sort": ["_doc"]}
+        if not with_vectors:
+            query["_source"] = {"excludes": ["vector"]}
+        batch: list[StoredDocument] = []
+        for hit in helpers.scan(self._client, index=self._name(alias, version), query=query, size=batch_size,
+                                scroll="5m", preserve_order=True):
+            batch.append(self._stored(hit["_source"]))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    # ---- queries -------------------------------------------------------------------------------------
+
+    def _search(self, alias: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        body["_source"] = {"excludes": ["vector"]}
+        response = self._call(lambda: self._client.search(index=alias, body=body))
+        shards = response.get("_shards", {})
+        if shards.get("failed"):
+            # A partial answer would silently drop results; let the caller retry or degrade knowingly.
+            raise EngineError(f"search answered by {shards.get('successful')} of {shards.get('total')} shards")
+        hits: list[dict[str, Any]] = response["hits"]["hits"]
+        return hits
+
+    def _hits(self, raw: list[dict[str, Any]], score: Any = float) -> list[Hit]:
+        out = []
+        for h in raw:
+            stored = self._stored(h["_source"] | {"content_hash": h["_source"].get("content_hash", "")})
+            out.append(Hit(h["_id"], score(h["_score"]), stored.item))
+        return out
+
+    def keyword_search(
+        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        check_k(k)
+        fields = [f"{TEXT_FIELD_NAMES[f]}^{w}" for f, w in resolve_boosts(boosts).items()]
+        words = query_words(text, self._max_terms)
+        if not words:
+            return []
+        match = {"multi_match": {"query": " ".join(words), "fields": fields, "type": "best_fields",
+                                 "tie_breaker": 0.3}}
+        body = {"size": k, "query": {"bool": {"must": [match], "filter": filter_clause(filter)}}}
+        return self._hits(self._search(alias, body))
+
+    def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        check_k(k)
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(query)) or not query.any():
+            raise ValidationError("vector", "must be finite numbers, not all zero")
+        knn: dict[str, Any] = {"vector": normalise(query).tolist(), "k": k}
+        if filter is not None:
+            knn["filter"] = filter_clause(filter)[0]  # efficient filtering: applied inside the HNSW search
+        body = {"size": k, "query": {"knn": {"vector": knn}}}
+        # The cosinesimil space scores (1 + cos) / 2; both engines report the cosine itself.
+        return self._hits(self._search(alias, body), score=lambda s: 2.0 * float(s) - 1.0)
+
+    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        check_k(k)
+        completed, prefix = suggest_parts(text, self._max_terms)
+        if not completed and not prefix:
+            return []
+        words = " ".join([*completed, *([prefix] if prefix else [])])
+        if prefix:
+            # bool_prefix: the completed words are fuzzy terms, the last one a prefix.
+            match: dict[str, Any] = {"multi_match": {
+                "query": words, "type": "bool_prefix", "operator": "and", "fuzziness": "AUTO",
+                "fields": ["title.sayt", "title.sayt._2gram", "title.sayt._3gram"]}}
+        else:
+            match = {"match": {"title.sayt": {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
+        exact = {"match": {"title.sayt": {"query": words, "operator": "or"}}}  # exact words rank above corrected
+        body = {"size": k, "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}}}
+        return self._hits(self._search(alias, body))
+
+    def close(self) -> None:
+        self._client.close()

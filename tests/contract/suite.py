@@ -1,0 +1,241 @@
+"""The engine contract, written once. Each engine's test class inherits `EngineContract` and supplies
+an `engine` fixture; every test gets a fresh uuid-named alias that is dropped afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from services.core.domain import Item
+from services.core.engines.base import Document, SearchEngine
+from services.core.filters import parse_filter
+
+DIM = 32
+TITLES = [
+    "The Shawshank Redemption", "The Godfather", "The Dark Knight", "Pulp Fiction", "Forrest Gump",
+    "Inception", "Fight Club", "The Matrix", "Goodfellas", "Seven Samurai", "City of God", "Spirited Away",
+    "Parasite", "Interstellar", "Whiplash", "The Prestige", "Amélie", "Léon: The Professional",
+]
+
+
+def vec(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def doc(i: int, title: str | None = None, **fields: object) -> Document:
+    item = Item.parse({"id": f"item-{i}", "title": title or f"Catalog entry {i}", "body": f"Plain body text {i}",
+                       "brand": f"brand-{i % 100}", "price": float(i), "tags": [f"t{i % 7}"], **fields})
+    return Document(item, vec(i))
+
+
+class EngineContract:
+    @pytest.fixture
+    def alias(self, engine: SearchEngine) -> Iterator[str]:
+        name = f"c-{uuid.uuid4().hex[:12]}"
+        v = engine.create_version(name, dimension=DIM, model_id="test-model")
+        engine.point_alias(name, v.version)
+        yield name
+        engine.drop_alias(name)
+        assert engine.list_versions(name) == []
+
+    def write(self, engine: SearchEngine, alias: str, docs: list[Document]) -> None:
+        result = engine.upsert(alias, docs)
+        assert result.ok, result.failed
+        engine.refresh(alias)
+
+    # ---- versions and alias -------------------------------------------------------------------
+
+    def test_versions_are_numbered_listed_and_dropped(self, engine: SearchEngine, alias: str) -> None:
+        first = engine.live_version(alias)
+        assert first is not None and first.live and first.model_id == "test-model" and first.dimension == DIM
+        second = engine.create_version(alias, dimension=DIM, model_id="other-model")
+        assert second.version == first.version + 1 and not second.live
+        assert [v.version for v in engine.list_versions(alias)] == [first.version, second.version]
+        engine.point_alias(alias, second.version)
+        assert engine.live_version(alias).version == second.version  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="live"):
+            engine.drop_version(alias, second.version)
+        engine.drop_version(alias, first.version)
+        assert [v.version for v in engine.list_versions(alias)] == [second.version]
+
+    def test_writes_to_a_named_version_do_not_touch_the_live_one(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(1)])
+        new = engine.create_version(alias, dimension=DIM, model_id="test-model")
+        assert engine.upsert(alias, [doc(2)], version=new.version).ok
+        engine.refresh(alias, version=new.version)
+        assert engine.count(alias) == 1
+        assert engine.count(alias, version=new.version) == 1
+        assert [d.item.id for d in engine.get(alias, ["item-2"], version=new.version)] == ["item-2"]
+        assert engine.get(alias, ["item-2"]) == []
+
+    # ---- writes and reads by id -----------------------------------------------------------------
+
+    def test_upsert_then_get(self, engine: SearchEngine, alias: str) -> None:
+        docs = [doc(i) for i in range(5)]
+        self.write(engine, alias, docs)
+        got = engine.get(alias, ["item-3", "missing", "item-1"], with_vectors=True)
+        assert [d.item.id for d in got] == ["item-3", "item-1"]
+        assert got[0].item == docs[3].item
+        assert got[0].content_hash == docs[3].item.content_hash
+        assert got[0].vector is not None and np.allclose(got[0].vector, docs[3].vector, atol=1e-5)
+        assert engine.count(alias) == 5
+
+    def test_update_replaces(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(1, "Original zebra title"), doc(2)])
+        newer = Document(doc(1, "Replacement walrus title").item.model_copy(update={"version": 2}), vec(99))
+        self.write(engine, alias, [newer])
+        assert engine.count(alias) == 2
+        (got,) = engine.get(alias, ["item-1"])
+        assert got.item.title == "Replacement walrus title" and got.item.version == 2
+        assert engine.keyword_search(alias, "zebra", k=5) == []
+        assert [h.id for h in engine.keyword_search(alias, "walrus", k=5)] == ["item-1"]
+        assert engine.prefix_suggest(alias, "original zeb", k=5) == []
+        top = engine.vector_search(alias, vec(99), k=1)
+        assert top[0].id == "item-1" and top[0].score == pytest.approx(1.0, abs=1e-3)
+        assert all(h.id != "item-1" or h.score < 0.99 for h in engine.vector_search(alias, vec(1), k=2)[1:])
+
+    def test_delete_hides_from_every_query_type(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i, title) for i, title in enumerate(TITLES)])
+        gone = TITLES.index("The Godfather")
+        assert "item-%d" % gone in [h.id for h in engine.prefix_suggest(alias, "godf", k=5)]
+        result = engine.delete(alias, [f"item-{gone}", "never-existed"])
+        assert result.succeeded == [f"item-{gone}"]
+        assert [f.id for f in result.failed] == ["never-existed"]
+        engine.refresh(alias)
+        ids = {f"item-{gone}"}
+        assert not ids & {h.id for h in engine.keyword_search(alias, "godfather", k=20)}
+        assert not ids & {h.id for h in engine.vector_search(alias, vec(gone), k=len(TITLES))}
+        assert not ids & {h.id for h in engine.prefix_suggest(alias, "godf", k=20)}
+        assert not ids & {h.id for h in engine.prefix_suggest(alias, "the godfater ", k=20)}
+        assert engine.get(alias, list(ids)) == []
+        assert engine.count(alias) == len(TITLES) - 1
+        assert ids.isdisjoint(d.item.id for batch in engine.scan(alias) for d in batch)
+
+    def test_bulk_with_one_bad_item_reports_it_and_stores_the_others(self, engine: SearchEngine, alias: str) -> None:
+        good = [doc(i) for i in range(4)]
+        bad = Document(doc(9).item, np.ones(DIM + 3, dtype=np.float32))
+        nan = Document(doc(10).item, np.full(DIM, np.nan, dtype=np.float32))
+        result = engine.upsert(alias, [good[0], bad, *good[1:], nan])
+        assert sorted(result.succeeded) == sorted(d.item.id for d in good)
+        assert {f.id for f in result.failed} == {"item-9", "item-10"}
+        assert all(f.reason for f in result.failed)
+        engine.refresh(alias)
+        assert engine.count(alias) == 4 and engine.get(alias, ["item-9", "item-10"]) == []
+
+    def test_scan_iterates_every_document_once(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i) for i in range(23)])
+        batches = list(engine.scan(alias, batch_size=5))
+        ids = [d.item.id for b in batches for d in b]
+        assert sorted(ids) == sorted(f"item-{i}" for i in range(23))
+        assert all(len(b) <= 5 for b in batches)
+        assert all(d.vector is not None and d.vector.shape == (DIM,) for b in batches for d in b)
+
+    # ---- queries ----------------------------------------------------------------------------------
+
+    def test_bm25_ranks_an_exact_title_match_first(self, engine: SearchEngine, alias: str) -> None:
+        docs = [doc(i, t) for i, t in enumerate(TITLES)]
+        docs.append(doc(50, "Knight Rider", body="a dark night on the road"))
+        docs.append(doc(51, "Dark City", body="the knight of the dark"))
+        self.write(engine, alias, docs)
+        hits = engine.keyword_search(alias, "The Dark Knight", k=5)
+        assert hits[0].id == f"item-{TITLES.index('The Dark Knight')}"
+        assert hits[0].item.title == "The Dark Knight"
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+        body_only = engine.keyword_search(alias, "road", k=5, boosts={"body": 1.0})
+        assert [h.id for h in body_only] == ["item-50"]
+        assert engine.keyword_search(alias, "road", k=5, boosts={"title": 1.0}) == []
+
+    def test_prefix_with_one_typo_in_a_completed_word_finds_the_item(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i, t) for i, t in enumerate(TITLES)])
+        want = f"item-{TITLES.index('The Shawshank Redemption')}"
+        assert want in [h.id for h in engine.prefix_suggest(alias, "shawshenk red", k=5)]  # typo, then a prefix
+        assert want == engine.prefix_suggest(alias, "the shaws", k=5)[0].id  # prefix on the last word
+        assert engine.prefix_suggest(alias, "shawshenk zzz", k=5) == []  # the prefix itself must match
+
+    def test_filtered_knn_returns_k_hits_under_a_one_percent_filter(self, engine: SearchEngine, alias: str) -> None:
+        n = 2000
+        docs = [doc(i, tags=["rare"] if i % 100 == 0 else ["common"]) for i in range(n)]
+        for start in range(0, n, 500):
+            assert engine.upsert(alias, docs[start : start + 500]).ok
+        engine.refresh(alias)
+        rare = parse_filter({"term": {"tags": "rare"}})
+        hits = engine.vector_search(alias, vec(12345), k=10, filter=rare)
+        assert len(hits) == 10
+        assert all(h.item.tags == ["rare"] for h in hits)
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+        # exact answer for comparison: all 20 rare items scored by brute force
+        exact = sorted((float(vec(i) @ vec(12345)), f"item-{i}") for i in range(0, n, 100))[::-1][:10]
+        assert len({h.id for h in hits} & {i for _, i in exact}) >= 9
+        priced = parse_filter({"and": [{"range": {"price": {"gte": 100, "lt": 120}}}, {"not": {"term": {"tags": "rare"}}}]})
+        hits = engine.vector_search(alias, vec(1), k=10, filter=priced)
+        assert len(hits) == 10 and all(100 <= (h.item.price or 0) < 120 and h.item.tags == ["common"] for h in hits)
+
+    def test_filters_apply_to_keyword_and_suggest(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i, "Matrix reloaded", available=i % 2 == 0) for i in range(10)])
+        only_available = parse_filter({"term": {"available": True}})
+        ids = {h.id for h in engine.keyword_search(alias, "matrix", k=10, filter=only_available)}
+        assert ids == {f"item-{i}" for i in range(0, 10, 2)}
+        ids = {h.id for h in engine.prefix_suggest(alias, "matr", k=10, filter=only_available)}
+        assert ids == {f"item-{i}" for i in range(0, 10, 2)}
+        none = parse_filter({"terms": {"brand": ["no-such-brand"]}})
+        assert engine.keyword_search(alias, "matrix", k=10, filter=none) == []
+        has_brand = parse_filter({"exists": "brand"})
+        assert len(engine.vector_search(alias, vec(3), k=10, filter=has_brand)) == 10
+
+    def test_unicode_empty_and_64kb_inputs(self, engine: SearchEngine, alias: str) -> None:
+        big = "lorem ipsum dolor " * (64 * 1024 // 18)
+        docs = [
+            doc(1, "Amélie ☕ 東京物語 🎬"),
+            doc(2, "שלום עולם مرحبا بالعالم"),
+            doc(3, "Long read", body=big[: 64 * 1024]),
+        ]
+        self.write(engine, alias, docs)
+        assert [h.id for h in engine.keyword_search(alias, "Amélie", k=3)] == ["item-1"]
+        assert "item-2" in [h.id for h in engine.keyword_search(alias, "שלום", k=3)]
+        assert "item-2" in [h.id for h in engine.prefix_suggest(alias, "مرحبا بال", k=3)]
+        assert "item-1" in [h.id for h in engine.prefix_suggest(alias, "amél", k=3)]
+        assert engine.get(alias, ["item-3"])[0].item.body == big[: 64 * 1024]
+        for empty in ("", "   ", "🎬", "!!!"):
+            assert engine.keyword_search(alias, empty, k=3) == []
+            assert engine.prefix_suggest(alias, empty, k=3) == []
+        assert engine.keyword_search(alias, big, k=3)[0].id == "item-3"  # capped, not rejected by the engine
+        assert isinstance(engine.prefix_suggest(alias, big, k=3), list)  # capped, not an error
+
+    def test_alias_swap_is_atomic_for_a_reader_in_a_loop(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i, "Old generation film") for i in range(20)])
+        old = engine.live_version(alias)
+        new = engine.create_version(alias, dimension=DIM, model_id="test-model")
+        engine.upsert(alias, [doc(i, "New generation film") for i in range(30)], version=new.version)
+        engine.refresh(alias, version=new.version)
+        assert old is not None
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(len(engine.keyword_search(alias, "generation film", k=50)))
+                except BaseException as exc:  # noqa: BLE001 - the test counts every kind of failure
+                    errors.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for i in range(10):
+                engine.point_alias(alias, new.version if i % 2 == 0 else old.version)
+                time.sleep(0.05)
+            engine.point_alias(alias, new.version)
+            time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join()
+        assert not errors, errors[:3]
+        assert seen and set(seen) <= {20, 30}, sorted(set(seen))
+        assert engine.count(alias) == 30
