@@ -60,7 +60,9 @@ class SentenceTransformerEmbedder:
         folder, self._model_id = resolve_model(settings.model)
         self._batch_size = settings.batch_size
         self._model = SentenceTransformer(str(folder), device=settings.device, local_files_only=True)
-        dim = self._model.get_sentence_embedding_dimension()
+        # sentence-transformers renamed this method in v6; accept both.
+        getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = getter()
         if dim is None:
             raise ModelNotFoundError(f"model in {folder} does not report its embedding dimension")
         self._dimension = int(dim)

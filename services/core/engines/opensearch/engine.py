@@ -64,7 +64,7 @@ class OpenSearchEngine:
         body = index_body(self._settings, self._schema, dimension=dimension, meta=meta)
         name = version_index_name(alias, number)
         self._retry(lambda: self._client.indices.create(index=name, body=body))
-        self._retry(lambda: self._client.cluster.health(index=name, wait_for_status="yellow", timeout="30s"))
+        self._retry(lambda: self._client.cluster.health(index=name, wait_for_status="yellow"))
         return self._describe(name, meta, live=False)
 
     def point_alias(self, alias: str, version: int) -> None:

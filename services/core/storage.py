@@ -1,0 +1,114 @@
+"""The source-of-truth blob store: raw items are written here before they are indexed, so that any index
+version can be rebuilt from it. A local folder on the embedded default; an S3 bucket (boto3) on the stack."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from services.core.errors import ValidationError
+from services.core.settings import BlobSettings, CoreSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValidationError("key", f"invalid blob key {key!r}")
+    return key
+
+
+class LocalBlobStore:
+    """Files under a folder; each write goes to a temporary file renamed into place (atomic on POSIX)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._root / _check_key(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self._root / _check_key(key)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        (self._root / _check_key(key)).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for path in sorted(self._root.rglob("*")):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                key = path.relative_to(self._root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+
+class S3BlobStore:
+    def __init__(self, settings: BlobSettings, client: S3Client | None = None) -> None:
+        import boto3  # imported when an S3 store is built, not at import time
+
+        self._bucket = settings.bucket
+        self._prefix = settings.prefix
+        self._client: Any = client or boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key.get_secret_value() if settings.secret_access_key else None,
+        )
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self._bucket)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self._bucket, Key=self._prefix + _check_key(key), Body=data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=self._prefix + _check_key(key))
+        except self._client.exceptions.NoSuchKey:
+            return None
+        body: bytes = response["Body"].read()
+        return body
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=self._prefix + _check_key(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self._prefix):]
+
+
+def build_blob_store(settings: CoreSettings) -> BlobStore:
+    if settings.blobs.kind == "s3":
+        return S3BlobStore(settings.blobs)
+    return LocalBlobStore(settings.data_dir / "blobs")
