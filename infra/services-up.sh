@@ -16,3 +16,4 @@ services up in $((SECONDS - start)) s:
   Redis       $redis_url
   moto (S3)   $moto_url
 stop them with infra/services-down.sh
+EOF

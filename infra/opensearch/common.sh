@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 # Shared settings for fetch.sh / start.sh / stop.sh (sourced, not run).
 OS_VERSION=2.19.1
 KNN_VERSION=2.19.1.0

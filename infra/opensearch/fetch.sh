@@ -9,11 +9,12 @@
 # Env:   TRAWL_CACHE (default ~/.cache/trawl); everything lives in $TRAWL_CACHE/opensearch, outside the clone.
 set -euo pipefail
 
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"      # versions, cache paths, JAVA_HOME, log()
 
 DEP_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.6.1   # pinned: Maven 3.8's default (2.8) is ancient
 M2="$CACHE/m2"                           # private local Maven repository, kept between runs
-DL="$CACHE/downloads/$OS_VERSION"
+DL="$CACHE/downloads"
 MARKER="$OS_HOME/.trawl-assembled"
 
 # module folder | Maven artifact (org.opensearch.plugin) | plugin class | extended.plugins
@@ -36,7 +37,7 @@ command -v unzip >/dev/null || { log "unzip not found (apt-get install -y unzip)
 mkdir -p "$M2" "$DL"
 # -q: only errors are printed (to stderr, so stdout stays the home path); Debian's mvn still emits colour
 # resets, hence the sed.
-mvn_() { mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$M2" "$@" | sed 's/\x1b\[[0-9;]*m//g' >&2; }
+mvn_() { mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$M2" "$@" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2; }
 
 # Strip "-<version>.jar" so jars can be compared by artifact name ("jackson-core-2.17.2.jar" -> "jackson-core").
 jar_name() { basename "$1" | sed -E 's/-[0-9].*\.jar$//'; }
@@ -119,5 +120,6 @@ fi
 
 mv "$TMP" "$OS_HOME"
 touch "$MARKER"
+rm -rf "$DL"        # the zips are copies of what the Maven cache ($M2) already holds
 log "assembled: $OS_HOME"
 echo "$OS_HOME"

@@ -8,6 +8,7 @@
 # Prints the URL on stdout once healthy; exits 0 at once if a node already answers on the port.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
 
 CLUSTER=0

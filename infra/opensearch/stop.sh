@@ -4,6 +4,7 @@
 # Usage: infra/opensearch/stop.sh              every node (all pidfiles under $CACHE/nodes)
 #        infra/opensearch/stop.sh 9200 ...     only these node folders (e.g. cluster-9201 to kill one cluster node)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
 
 if [[ $# -gt 0 ]]; then

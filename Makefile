@@ -1,0 +1,35 @@
+# Everyday commands. `make test` does all the set-up on a fresh machine: virtualenv, services, tests.
+SHELL := /bin/bash
+VENV = $(shell infra/venv.sh)
+PY = $(VENV)/bin/python
+
+.PHONY: venv test test-unit test-fast lint services-up services-down demo bench eval clean
+
+venv:
+	@infra/venv.sh
+
+## Full suite against real services (OpenSearch, Redis, moto), started here and stopped afterwards.
+test:
+	@infra/run-tests.sh
+
+## Tests that need no service.
+test-unit:
+	$(PY) -m pytest -m "unit or (contract and not opensearch)" -q
+
+## Whatever is up right now; OpenSearch tests skip when no node answers.
+test-fast:
+	$(PY) -m pytest -q
+
+lint:
+	$(VENV)/bin/ruff check services indexer tests
+	$(VENV)/bin/ruff format --check services indexer tests
+	$(VENV)/bin/mypy
+
+services-up:
+	@PYTHON=$(PY) infra/services-up.sh
+
+services-down:
+	@infra/services-down.sh
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
