@@ -253,7 +253,8 @@ class OpenSearchEngine:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(query)) or not query.any():
             raise ValidationError("vector", "must be finite numbers, not all zero")
-        knn: dict[str, Any] = {"vector": normalise(query).tolist(), "k": k}
+        knn: dict[str, Any] = {"vector": normalise(query).tolist(), "k": k,
+                               "method_parameters": {"ef_search": max(self._settings.hnsw_ef_search, k)}}
         if filter is not None:
             knn["filter"] = filter_clause(filter)[0]  # efficient filtering: applied inside the HNSW search
         body = {"size": k, "query": {"knn": {"vector": knn}}}
