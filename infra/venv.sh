@@ -31,7 +31,8 @@ PY
   touch "$venv/.complete"
 fi
 # The project itself: editable, no dependencies, so it always points at this clone.
-if ! "$venv/bin/python" -c "import services, pathlib, sys; sys.exit(pathlib.Path(services.__file__).parent.parent != pathlib.Path('$root'))" 2>/dev/null; then
+# (checked from / so that the current folder does not shadow the installed package)
+if ! (cd / && "$venv/bin/python" -c "import services, indexer, pathlib, sys; sys.exit(pathlib.Path(services.__file__).parent.parent != pathlib.Path('$root'))") 2>/dev/null; then
   "$venv/bin/pip" install -q --no-deps -e "$root" >&2
 fi
 echo "$venv"

@@ -1,14 +1,15 @@
-"""Settings of the API deployable: the shared core plus what only the HTTP service needs."""
+"""Settings of the API deployable: the shared core and the indexer's (it accepts events), plus HTTP-only ones."""
 
 from __future__ import annotations
 
 from pydantic import SecretStr
 
-from services.core.settings import CoreSettings
+from indexer.settings import IndexerSettings
 
 
-class ApiSettings(CoreSettings):
+class ApiSettings(IndexerSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     admin_key: SecretStr | None = None
     load_model: bool = True  # off only for tools that never embed a query
+    max_body_bytes: int = 10 * 1024 * 1024
