@@ -13,6 +13,8 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from services.core.domain import Item
 from services.core.embedding import Embedder
 from services.core.engines.base import Document, SearchEngine
@@ -32,7 +34,7 @@ class PermanentEventError(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """Failures of a dependency rather than of the event: wait and retry, never dead-letter."""
-    if isinstance(exc, TransientEngineError | ConnectionError | TimeoutError):
+    if isinstance(exc, TransientEngineError | ConnectionError | TimeoutError | SoftTimeLimitExceeded):
         return True
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return True

@@ -10,7 +10,7 @@ from functools import cached_property
 from services.core.embedding import Embedder, SentenceTransformerEmbedder
 from services.core.engines import build_engine
 from services.core.engines.base import IndexVersion, SearchEngine
-from services.core.storage import build_blob_store
+from services.core.storage import S3BlobStore, build_blob_store
 
 from indexer.ledger import EventLedger
 from indexer.pipeline import BatchReport, IngestPipeline
@@ -56,14 +56,17 @@ class IndexerRuntime:
 
     @cached_property
     def source(self) -> SourceOfTruth:
-        return SourceOfTruth(build_blob_store(self.settings))
+        blobs = build_blob_store(self.settings)
+        if isinstance(blobs, S3BlobStore):
+            blobs.ensure_bucket()
+        return SourceOfTruth(blobs)
 
     @cached_property
     def pipeline(self) -> IngestPipeline:
         ensure_live_version(self.engine, self.settings.index_alias, self.embedder)
         return IngestPipeline(self.settings, self.ledger, self.engine, self.embedder, self.source)
 
-    def drain(self, max_seconds: float = 60.0) -> BatchReport:
+    def drain(self, max_seconds: float) -> BatchReport:
         """Claim and process batches until the queue is empty, a dependency is down, or time is up.
 
         A batch is formed across events: when fewer than `batch_size` are ready, wait up to

@@ -24,7 +24,7 @@ class PipelineSettings(BaseModel):
     batch_max_wait_ms: int = 200
     # Which item fields make up the text that is embedded, in order.
     embed_fields: list[str] = Field(default_factory=lambda: ["title", "categories", "tags", "brand", "body"])
-    embed_max_chars: int = 2000
+    embed_max_chars: int = 1200  # the model reads 256 word pieces; the rest is cut anyway
     # Failures that are not transient: this many attempts, then the dead-letter store.
     max_attempts: int = 3
     # Transient failures (engine or store down): back off up to this long; they never dead-letter.

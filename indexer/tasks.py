@@ -41,7 +41,11 @@ def register_tasks(app: Celery, settings: IndexerSettings) -> None:
 
     @app.task(name=DRAIN)
     def drain() -> dict[str, Any]:
-        report = runtime(settings).drain()
+        # Work for half the time limit, then hand over to a fresh task, so that no task is killed mid-batch.
+        rt = runtime(settings)
+        report = rt.drain(max_seconds=settings.queues.soft_time_limit_s / 2)
+        if not report.transient_error and rt.ledger.ready_count():
+            app.send_task(DRAIN)
         return report.__dict__
 
     @app.task(name=RECONCILE)

