@@ -1,4 +1,4 @@
-"""The FastAPI application factory. Heavy objects (engine client, model) are built at startup, not at import."""
+"""The FastAPI application factory. Heavy objects (engine client, model) are built at startup, not import."""
 
 from __future__ import annotations
 
@@ -6,26 +6,56 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.api.errors import install_error_handlers
+from indexer.celery_app import create_celery
+from indexer.runtime import ledger_for
+from indexer.s3_source import S3EventHandler, s3_client
+from indexer.service import IngestService
+from services.api.routes import events, v1
 from services.api.settings import ApiSettings
+from services.core.embedding import Embedder, SentenceTransformerEmbedder
 from services.core.engines import build_engine
+from services.search.service import build_search_services
+
+DESCRIPTION = """
+Hybrid search (BM25 and vector retrieval side by side, fused, scored, re-ranked), search-as-you-type and
+similar items over one catalog. Every search answer carries a `query_id` to quote when reporting interactions.
+Bad input is answered 422 with the offending field named; an unknown id 404.
+"""
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    """`embedder`: an already loaded model to use instead of loading one (tests and tools share one)."""
     settings = settings or ApiSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = build_engine(settings)
+        app.state.ingest_ledger = ledger_for(settings)
+        app.state.ingest = IngestService(app.state.ingest_ledger, create_celery(settings))
+        app.state.s3_events = S3EventHandler(app.state.ingest, app.state.ingest_ledger, s3_client(settings.blobs))
+        model = embedder
+        if model is None and settings.load_model:
+            model = await anyio.to_thread.run_sync(SentenceTransformerEmbedder, settings.embedding)
+        search = build_search_services(settings, settings.search, app.state.engine, model)
+        app.state.search = search
+        app.state.embedder = search.embedder
         try:
             yield
         finally:
+            search.close()
             app.state.engine.close()
 
-    app = FastAPI(title="trawl", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="trawl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(v1)
+    app.include_router(events.router)
+    # app.include_router(admin.router)    rules and model registry (routes/admin.py, issue 7)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -37,9 +67,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Readiness: the engine answers and the alias points at a version."""
         try:
             live = app.state.engine.live_version(settings.index_alias)
-        except Exception as exc:  # noqa: BLE001 - any engine failure means not ready
+        except Exception as exc:  # any engine failure means not ready
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        return {"status": "ok", "engine": settings.engine, "alias": settings.index_alias,
-                "version": live.version if live else None, "count": live.count if live else 0}
+        return {
+            "status": "ok",
+            "engine": settings.engine,
+            "alias": settings.index_alias,
+            "version": live.version if live else None,
+            "count": live.count if live else 0,
+        }
 
     return app
