@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.s3_source import parse_object, s3_client
 from services.core.domain import Item
 from services.core.errors import ValidationError
 from services.core.settings import BlobSettings
-
-from indexer.s3_source import parse_object, s3_client
 
 _LIST_FIELDS = {"tags", "categories"}
 _NUMBER_FIELDS = {"price", "rating", "popularity"}

@@ -28,7 +28,8 @@ def create_celery(settings: IndexerSettings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": max(60, int(settings.pipeline.lease_s))}
-        if settings.resolved_broker_url().startswith("redis") else {},
+        if settings.resolved_broker_url().startswith("redis")
+        else {},
         beat_schedule={"reconcile": {"task": RECONCILE, "schedule": settings.pipeline.reconcile_every_s}},
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

@@ -83,7 +83,9 @@ class EventProblem:
     message: str
 
 
-def parse_events(raw: Sequence[Any]) -> tuple[list[tuple[int, UpsertEvent | PatchEvent | DeleteEvent]], list[EventProblem]]:
+def parse_events(
+    raw: Sequence[Any],
+) -> tuple[list[tuple[int, UpsertEvent | PatchEvent | DeleteEvent]], list[EventProblem]]:
     """Validate each event on its own: one bad event does not block the good ones."""
     good: list[tuple[int, UpsertEvent | PatchEvent | DeleteEvent]] = []
     bad: list[EventProblem] = []

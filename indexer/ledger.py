@@ -104,13 +104,25 @@ class Outcome:
     retry_after_s: float = 0.0
 
 
-_COLS = ("event_id, seq, item_id, op, version, payload, source, state, attempts, error, accepted_at, updated_at")
+_COLS = "event_id, seq, item_id, op, version, payload, source, state, attempts, error, accepted_at, updated_at"
 
 
 def _event(row: tuple[Any, ...]) -> LedgerEvent:
     eid, seq, item_id, op, version, payload, source, state, attempts, error, acc, upd = row
-    return LedgerEvent(eid, seq, item_id, op, version, json.loads(payload), source, EventState(state), attempts,
-                       error, acc, upd)
+    return LedgerEvent(
+        eid,
+        seq,
+        item_id,
+        op,
+        version,
+        json.loads(payload),
+        source,
+        EventState(state),
+        attempts,
+        error,
+        acc,
+        upd,
+    )
 
 
 class EventLedger:
@@ -200,7 +212,13 @@ class EventLedger:
             for st in states:
                 conn.execute(
                     "INSERT OR REPLACE INTO items (item_id, version, deleted, hash, item) VALUES (?, ?, ?, ?, ?)",
-                    (st.item_id, st.version, int(st.deleted), st.hash, json.dumps(st.item) if st.item else None),
+                    (
+                        st.item_id,
+                        st.version,
+                        int(st.deleted),
+                        st.hash,
+                        json.dumps(st.item) if st.item else None,
+                    ),
                 )
             self._record(conn, outcomes, now)
 
@@ -224,12 +242,17 @@ class EventLedger:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE events SET state = 'queued', lease_until = NULL, updated_at = ?, available_at = ? "
-                "WHERE state = 'processing' AND lease_until < ?", (now, now, now))
+                "WHERE state = 'processing' AND lease_until < ?",
+                (now, now, now),
+            )
         return cur.rowcount
 
     def ready_count(self) -> int:
-        row = self._conn().execute(
-            "SELECT count(*) FROM events WHERE state = 'queued' AND available_at <= ?", (time.time(),)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT count(*) FROM events WHERE state = 'queued' AND available_at <= ?", (time.time(),))
+            .fetchone()
+        )
         return int(row[0])
 
     # ---- reading and the dead-letter store --------------------------------------------------------
@@ -239,8 +262,11 @@ class EventLedger:
         return _event(row) if row else None
 
     def by_item(self, item_id: str, limit: int = 50) -> list[LedgerEvent]:
-        rows = self._conn().execute(
-            f"SELECT {_COLS} FROM events WHERE item_id = ? ORDER BY seq DESC LIMIT ?", (item_id, limit)).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_COLS} FROM events WHERE item_id = ? ORDER BY seq DESC LIMIT ?", (item_id, limit))
+            .fetchall()
+        )
         return [_event(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -253,13 +279,17 @@ class EventLedger:
             chunk = list(event_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             for eid, state in self._conn().execute(
-                    f"SELECT event_id, state FROM events WHERE event_id IN ({marks})", chunk):
+                f"SELECT event_id, state FROM events WHERE event_id IN ({marks})", chunk
+            ):
                 out[eid] = EventState(state)
         return out
 
     def dead(self, limit: int = 100) -> list[LedgerEvent]:
-        rows = self._conn().execute(
-            f"SELECT {_COLS} FROM events WHERE state = 'dead' ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_COLS} FROM events WHERE state = 'dead' ORDER BY seq LIMIT ?", (limit,))
+            .fetchall()
+        )
         return [_event(r) for r in rows]
 
     def replay(self, event_ids: Sequence[str] | None = None) -> int:
@@ -267,31 +297,41 @@ class EventLedger:
         now = time.time()
         with self._tx() as conn:
             if event_ids is None:
-                cur = conn.execute("UPDATE events SET state = 'queued', attempts = 0, available_at = ?, "
-                                   "updated_at = ? WHERE state = 'dead'", (now, now))
+                cur = conn.execute(
+                    "UPDATE events SET state = 'queued', attempts = 0, available_at = ?, "
+                    "updated_at = ? WHERE state = 'dead'",
+                    (now, now),
+                )
                 return cur.rowcount
             total = 0
             for eid in event_ids:
-                total += conn.execute("UPDATE events SET state = 'queued', attempts = 0, available_at = ?, "
-                                      "updated_at = ? WHERE state = 'dead' AND event_id = ?", (now, now, eid)).rowcount
+                total += conn.execute(
+                    "UPDATE events SET state = 'queued', attempts = 0, available_at = ?, "
+                    "updated_at = ? WHERE state = 'dead' AND event_id = ?",
+                    (now, now, eid),
+                ).rowcount
             return total
 
     def all_items(self) -> Iterator[ItemState]:
         for item_id, version, deleted, digest, item in self._conn().execute(
-                "SELECT item_id, version, deleted, hash, item FROM items ORDER BY item_id"):
+            "SELECT item_id, version, deleted, hash, item FROM items ORDER BY item_id"
+        ):
             yield ItemState(item_id, version, bool(deleted), digest, json.loads(item) if item else None)
 
     # ---- S3 objects -> items, so that ObjectRemoved can delete what an object brought ---------------
 
     def remember_object(self, object_key: str, item_ids: Sequence[str]) -> None:
         with self._tx() as conn:
-            conn.executemany("INSERT OR IGNORE INTO object_items (object_key, item_id) VALUES (?, ?)",
-                             [(object_key, i) for i in item_ids])
+            conn.executemany(
+                "INSERT OR IGNORE INTO object_items (object_key, item_id) VALUES (?, ?)",
+                [(object_key, i) for i in item_ids],
+            )
 
     def forget_object(self, object_key: str) -> list[str]:
         with self._tx() as conn:
-            rows = conn.execute("DELETE FROM object_items WHERE object_key = ? RETURNING item_id",
-                                (object_key,)).fetchall()
+            rows = conn.execute(
+                "DELETE FROM object_items WHERE object_key = ? RETURNING item_id", (object_key,)
+            ).fetchall()
         return [r[0] for r in rows]
 
     def close(self) -> None:

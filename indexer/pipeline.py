@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from services.core.domain import Item
-from services.core.embedding import Embedder
-from services.core.engines.base import Document, SearchEngine
-from services.core.errors import ItemValidationError, TransientEngineError
-
 from indexer.ledger import EventLedger, EventState, ItemState, LedgerEvent, Outcome
 from indexer.settings import IndexerSettings
 from indexer.source_of_truth import SourceOfTruth, SourceRecord
 from indexer.text import compose_text
+from services.core.domain import Item
+from services.core.embedding import Embedder
+from services.core.engines.base import Document, SearchEngine
+from services.core.errors import ItemValidationError, TransientEngineError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,12 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return True
     name = type(exc).__name__
-    return name in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+    return name in {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    }
 
 
 @dataclass
@@ -60,10 +64,24 @@ class BatchReport:
     embedded: int = 0
     transient_error: str | None = None
 
+    def __add__(self, other: BatchReport) -> BatchReport:
+        return BatchReport(
+            self.indexed + other.indexed,
+            self.superseded + other.superseded,
+            self.dead + other.dead,
+            self.retried + other.retried,
+            self.embedded + other.embedded,
+            other.transient_error or self.transient_error,
+        )
+
 
 class IngestPipeline:
     def __init__(
-        self, settings: IndexerSettings, ledger: EventLedger, engine: SearchEngine, embedder: Embedder,
+        self,
+        settings: IndexerSettings,
+        ledger: EventLedger,
+        engine: SearchEngine,
+        embedder: Embedder,
         source: SourceOfTruth,
     ) -> None:
         self._settings = settings
@@ -129,23 +147,32 @@ class IngestPipeline:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("dependency unavailable, %d events wait: %s", len(events), exc)
-                self._ledger.release([Outcome(e.event_id, EventState.QUEUED, f"waiting: {exc}",
-                                              retry_after_s=self._pipe.reconcile_every_s) for e in events])
+                self._ledger.release(
+                    [
+                        Outcome(
+                            e.event_id,
+                            EventState.QUEUED,
+                            f"waiting: {exc}",
+                            retry_after_s=self._pipe.reconcile_every_s,
+                        )
+                        for e in events
+                    ]
+                )
                 return BatchReport(retried=len(events), transient_error=str(exc))
             if len(events) > 1:
                 # Isolate a poison event: halve the batch until the failure has a single owner.
                 mid = len(events) // 2
-                a, b = self.process(events[:mid]), self.process(events[mid:])
-                return BatchReport(*(x + y for x, y in zip(
-                    (a.indexed, a.superseded, a.dead, a.retried, a.embedded),
-                    (b.indexed, b.superseded, b.dead, b.retried, b.embedded), strict=True)),
-                    transient_error=a.transient_error or b.transient_error)
+                return self.process(events[:mid]) + self.process(events[mid:])
             (ev,) = events
             log.exception("event %s failed", ev.event_id)
             give_up = ev.attempts + 1 >= self._pipe.max_attempts
-            outcome = Outcome(ev.event_id, EventState.DEAD if give_up else EventState.QUEUED,
-                              f"{type(exc).__name__}: {exc}", count_attempt=True,
-                              retry_after_s=0 if give_up else min(2.0 ** ev.attempts, self._pipe.max_backoff_s))
+            outcome = Outcome(
+                ev.event_id,
+                EventState.DEAD if give_up else EventState.QUEUED,
+                f"{type(exc).__name__}: {exc}",
+                count_attempt=True,
+                retry_after_s=0 if give_up else min(2.0**ev.attempts, self._pipe.max_backoff_s),
+            )
             self._ledger.release([outcome])
             return BatchReport(dead=int(give_up), retried=int(not give_up))
 
@@ -166,21 +193,37 @@ class IngestPipeline:
         outcomes = list(plan.failed)
         for item_id, item_outcomes in plan.outcomes.items():
             if item_id in engine_failures:
-                outcomes += [Outcome(o.event_id, EventState.QUEUED, f"engine: {engine_failures[item_id]}",
-                                     count_attempt=True, retry_after_s=2.0) for o in item_outcomes]
+                outcomes += [
+                    Outcome(
+                        o.event_id,
+                        EventState.QUEUED,
+                        f"engine: {engine_failures[item_id]}",
+                        count_attempt=True,
+                        retry_after_s=2.0,
+                    )
+                    for o in item_outcomes
+                ]
             else:
                 outcomes += item_outcomes
         # An engine rejection of the same item again and again must end in the dead-letter store.
         attempts = {e.event_id: e.attempts for e in events}
-        outcomes = [Outcome(o.event_id, EventState.DEAD, o.error, True)
-                    if o.state is EventState.QUEUED and attempts[o.event_id] + 1 >= self._pipe.max_attempts else o
-                    for o in outcomes]
+        outcomes = [
+            Outcome(o.event_id, EventState.DEAD, o.error, True)
+            if o.state is EventState.QUEUED and attempts[o.event_id] + 1 >= self._pipe.max_attempts
+            else o
+            for o in outcomes
+        ]
         self._ledger.commit(states, outcomes)
-        tally = defaultdict(int)
+        tally: dict[EventState, int] = defaultdict(int)
         for o in outcomes:
             tally[o.state] += 1
-        return BatchReport(tally[EventState.INDEXED], tally[EventState.SUPERSEDED], tally[EventState.DEAD],
-                           tally[EventState.QUEUED], embedded)
+        return BatchReport(
+            tally[EventState.INDEXED],
+            tally[EventState.SUPERSEDED],
+            tally[EventState.DEAD],
+            tally[EventState.QUEUED],
+            embedded,
+        )
 
     def _index(self, live: dict[str, ItemState]) -> tuple[int, dict[str, str]]:
         """Embed and write the items whose content the engine does not hold yet."""

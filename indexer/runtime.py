@@ -7,15 +7,14 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-from services.core.embedding import Embedder, SentenceTransformerEmbedder
-from services.core.engines import build_engine
-from services.core.engines.base import IndexVersion, SearchEngine
-from services.core.storage import S3BlobStore, build_blob_store
-
 from indexer.ledger import EventLedger
 from indexer.pipeline import BatchReport, IngestPipeline
 from indexer.settings import IndexerSettings
 from indexer.source_of_truth import SourceOfTruth
+from services.core.embedding import Embedder, SentenceTransformerEmbedder
+from services.core.engines import build_engine
+from services.core.engines.base import IndexVersion, SearchEngine
+from services.core.storage import S3BlobStore, build_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,12 @@ def ensure_live_version(engine: SearchEngine, alias: str, embedder: Embedder) ->
         live = engine.live_version(alias)
         assert live is not None
     elif live.model_id != embedder.model_id:
-        log.warning("alias %s holds vectors of %s but this worker embeds with %s", alias, live.model_id,
-                    embedder.model_id)
+        log.warning(
+            "alias %s holds vectors of %s but this worker embeds with %s",
+            alias,
+            live.model_id,
+            embedder.model_id,
+        )
     return live
 
 
@@ -84,9 +87,7 @@ class IndexerRuntime:
                 time.sleep(0.02)
                 batch += self.ledger.claim(pipe.batch_size - len(batch), pipe.lease_s)
             report = self.pipeline.process(batch)
-            total = BatchReport(total.indexed + report.indexed, total.superseded + report.superseded,
-                                total.dead + report.dead, total.retried + report.retried,
-                                total.embedded + report.embedded, report.transient_error)
+            total = total + report
             if report.transient_error:
                 break  # indexing pauses; the reconciler re-drives once the backoff has passed
         return total

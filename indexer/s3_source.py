@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from services.core.errors import ValidationError
-from services.core.settings import BlobSettings
-
 from indexer.events import parse_events
 from indexer.ledger import EventLedger
 from indexer.service import IngestService, encode_items_as_events, to_new_event
+from services.core.errors import ValidationError
+from services.core.settings import BlobSettings
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,13 @@ def s3_client(settings: BlobSettings) -> Any:
     import boto3
 
     secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else None
-    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region,
-                        aws_access_key_id=settings.access_key_id, aws_secret_access_key=secret)
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=secret,
+    )
 
 
 def parse_object(body: bytes, key: str) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ class IngestService:
     def wake(self) -> bool:
         try:
             self._celery.send_task(DRAIN, retry=False)
-        except Exception as exc:  # noqa: BLE001 - the ledger holds the events; the reconciler will wake a worker
+        except Exception as exc:
             log.warning("could not signal a worker (%s); the reconciler will", exc)
             return False
         return True

@@ -30,7 +30,12 @@ class SourceOfTruth:
         return f"{_PREFIX}{quote(item_id, safe='')}.json"
 
     def put(self, record: SourceRecord) -> None:
-        body = {"id": record.item_id, "version": record.version, "deleted": record.deleted, "item": record.item}
+        body = {
+            "id": record.item_id,
+            "version": record.version,
+            "deleted": record.deleted,
+            "item": record.item,
+        }
         self._blobs.put(self._key(record.item_id), json.dumps(body, ensure_ascii=False).encode())
 
     def get(self, item_id: str) -> SourceRecord | None:

@@ -10,8 +10,11 @@ from services.core.domain import Item
 def compose_text(item: Item, fields: Sequence[str], max_chars: int) -> str:
     parts: list[str] = []
     for name in fields:
-        value = getattr(item, name, None) if not name.startswith("attributes.") else \
-            item.attributes.get(name.removeprefix("attributes."))
+        value = (
+            getattr(item, name, None)
+            if not name.startswith("attributes.")
+            else item.attributes.get(name.removeprefix("attributes."))
+        )
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value)
         if value not in (None, ""):

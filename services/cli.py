@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from services.core.errors import TrawlError
 
-app = typer.Typer(help="trawl: hybrid search and recommendations. Every command reads TRAWL_* settings.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="trawl: hybrid search and recommendations. Every command reads TRAWL_* settings.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 dlq_app = typer.Typer(help="The dead-letter store: events that failed after their retries.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+@app.callback()
+def _setup() -> None:
+    # opensearch-py logs every request at INFO; a worker's log should show our events, not the transport.
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -77,8 +94,14 @@ def ingest(
     problems: list[dict[str, Any]] = []
     event_ids: list[str] = []
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("accepting", total=None, rate="")
         chunk: list[Any] = []
@@ -117,19 +140,27 @@ def ingest(
                 if done == len(event_ids):
                     break
                 if time.monotonic() > deadline:
-                    _fail(f"{len(event_ids) - done} events not indexed after {timeout:.0f} s; is a worker running?"
-                          " (`trawl worker`, or pass --inline)", 3)
+                    _fail(
+                        f"{len(event_ids) - done} events not indexed after {timeout:.0f} s; is a worker running?"
+                        " (`trawl worker`, or pass --inline)",
+                        3,
+                    )
                 time.sleep(0.5 if not inline else 0)
             dead = [e for e in runtime.ledger.dead(limit=100_000) if e.event_id in set(event_ids)]
             problems.extend({"where": e.item_id, "event_id": e.event_id, "error": e.error} for e in dead)
-    summary = {"accepted": len(event_ids), "failed": len(problems), "seconds": round(time.monotonic() - started, 1),
-               "problems": problems[:50]}
+    summary = {
+        "accepted": len(event_ids),
+        "failed": len(problems),
+        "seconds": round(time.monotonic() - started, 1),
+        "problems": problems[:50],
+    }
     runtime.close()
     if as_json:
         print(json.dumps(summary))
     else:
-        console.print(f"[green]{summary['accepted']} accepted[/green], {summary['failed']} failed "
-                      f"in {summary['seconds']} s")
+        console.print(
+            f"[green]{summary['accepted']} accepted[/green], {summary['failed']} failed in {summary['seconds']} s"
+        )
         for p in problems[:20]:
             console.print(f"  [yellow]{p.get('where')}[/yellow]: {p.get('field', '')} {p.get('error')}")
     if problems:
@@ -144,8 +175,21 @@ def dlq_list(limit: int = 50, as_json: JsonFlag = False) -> None:
 
     dead = ledger_for(IndexerSettings()).dead(limit)
     if as_json:
-        print(json.dumps([{"event_id": e.event_id, "item_id": e.item_id, "op": e.op, "version": e.version,
-                           "attempts": e.attempts, "error": e.error} for e in dead]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "event_id": e.event_id,
+                        "item_id": e.item_id,
+                        "op": e.op,
+                        "version": e.version,
+                        "attempts": e.attempts,
+                        "error": e.error,
+                    }
+                    for e in dead
+                ]
+            )
+        )
         return
     table = Table("event", "item", "op", "attempts", "error")
     for e in dead:
@@ -184,16 +228,21 @@ def status(as_json: JsonFlag = False) -> None:
     engine = build_engine(settings)
     versions = engine.list_versions(settings.index_alias)
     counts = ledger_for(settings).counts()
-    report = {"engine": settings.engine, "alias": settings.index_alias,
-              "versions": [{"version": v.version, "live": v.live, "count": v.count, "model_id": v.model_id}
-                           for v in versions], "events": counts}
+    report = {
+        "engine": settings.engine,
+        "alias": settings.index_alias,
+        "versions": [
+            {"version": v.version, "live": v.live, "count": v.count, "model_id": v.model_id} for v in versions
+        ],
+        "events": counts,
+    }
     engine.close()
     if as_json:
         print(json.dumps(report))
         return
     console.print(f"engine [bold]{settings.engine}[/bold], alias [bold]{settings.index_alias}[/bold]")
-    for v in report["versions"]:  # type: ignore[attr-defined]
-        console.print(f"  v{v['version']}{' (live)' if v['live'] else ''}: {v['count']} items, model {v['model_id']}")
+    for v in versions:
+        console.print(f"  v{v.version}{' (live)' if v.live else ''}: {v.count} items, model {v.model_id}")
     console.print("events: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from indexer.settings import IndexerSettings
+from services.search.settings import SearchSettings
 
 
 class ApiSettings(IndexerSettings):
@@ -12,4 +13,5 @@ class ApiSettings(IndexerSettings):
     port: int = 8000
     admin_key: SecretStr | None = None
     load_model: bool = True  # off only for tools that never embed a query
+    search: SearchSettings = Field(default_factory=SearchSettings)
     max_body_bytes: int = 10 * 1024 * 1024

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from services.core.errors import ItemValidationError
 
@@ -56,7 +57,13 @@ CORE_FILTER_FIELDS: dict[str, FieldKind] = {
 
 # Fields that keyword search can read, and their default BM25 boosts.
 TEXT_FIELDS = ("title", "body", "tags", "categories", "brand")
-DEFAULT_FIELD_BOOSTS: dict[str, float] = {"title": 3.0, "body": 1.0, "tags": 1.0, "categories": 0.5, "brand": 1.0}
+DEFAULT_FIELD_BOOSTS: dict[str, float] = {
+    "title": 3.0,
+    "body": 1.0,
+    "tags": 1.0,
+    "categories": 0.5,
+    "brand": 1.0,
+}
 
 
 class CatalogSchema(BaseModel):
@@ -88,7 +95,8 @@ class CatalogSchema(BaseModel):
 
 def _check_attribute(name: str, kind: AttributeType, value: AttributeValue) -> None:
     ok = {
-        AttributeType.KEYWORD: isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        AttributeType.KEYWORD: isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
         AttributeType.NUMBER: isinstance(value, int | float) and not isinstance(value, bool),
         AttributeType.BOOLEAN: isinstance(value, bool),
         AttributeType.DATE: isinstance(value, datetime),

@@ -55,7 +55,9 @@ class SentenceTransformerEmbedder:
     """sentence-transformers, loaded once from local files (never from a hub)."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
-        from sentence_transformers import SentenceTransformer  # heavy: imported at construction, not at import
+        from sentence_transformers import (
+            SentenceTransformer,
+        )  # heavy: imported at construction, not at import
 
         folder, self._model_id = resolve_model(settings.model)
         self._batch_size = settings.batch_size
@@ -79,7 +81,10 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
         vectors = self._model.encode(
-            list(texts), batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -34,3 +34,12 @@ class IndexNotFoundError(EngineError):
 
 class TransientEngineError(EngineError):
     """The engine is busy or unreachable (429, 503, connection); retrying later may succeed."""
+
+
+class NotFoundError(TrawlError):
+    """Something the caller named by id does not exist (an item, a user): the HTTP layer answers 404."""
+
+    def __init__(self, kind: str, id: str) -> None:
+        super().__init__(f"no {kind} with id {id!r}")
+        self.kind = kind
+        self.id = id

@@ -76,7 +76,7 @@ def _parse(data: Any, fields: dict[str, FieldKind], path: str, depth: int) -> Fi
         raise FilterError(path, f"nested deeper than {MAX_FILTER_DEPTH} levels")
     if not isinstance(data, Mapping) or len(data) != 1:
         raise FilterError(path, "must be an object with exactly one operator: term, terms, range, exists, and, or, not")
-    (op, arg), = data.items()
+    ((op, arg),) = data.items()
     where = f"{path}.{op}"
     if op in ("and", "or"):
         if not isinstance(arg, list) or not arg:
@@ -92,7 +92,7 @@ def _parse(data: Any, fields: dict[str, FieldKind], path: str, depth: int) -> Fi
         raise FilterError(path, f"unknown operator {op!r}")
     if not isinstance(arg, Mapping) or len(arg) != 1:
         raise FilterError(where, "must be an object with one field name")
-    (name, value), = arg.items()
+    ((name, value),) = arg.items()
     kind = fields.get(name) if isinstance(name, str) else None
     field = _field(name, fields, where)
     assert kind is not None

@@ -105,7 +105,7 @@ class S3BlobStore:
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix):
             for obj in page.get("Contents", []):
-                yield obj["Key"][len(self._prefix):]
+                yield obj["Key"][len(self._prefix) :]
 
 
 def build_blob_store(settings: CoreSettings) -> BlobStore:

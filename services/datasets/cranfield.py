@@ -37,8 +37,10 @@ def _records(text: str) -> list[dict[str, str]]:
 
 
 def load_docs(folder: Path = DEFAULT_DIR) -> list[CranfieldDoc]:
-    return [CranfieldDoc(r["I"], r.get("T", ""), r.get("A", ""), r.get("B", ""), r.get("W", ""))
-            for r in _records((folder / "cran.all.1400").read_text(encoding="utf-8", errors="replace"))]
+    return [
+        CranfieldDoc(r["I"], r.get("T", ""), r.get("A", ""), r.get("B", ""), r.get("W", ""))
+        for r in _records((folder / "cran.all.1400").read_text(encoding="utf-8", errors="replace"))
+    ]
 
 
 def load_queries(folder: Path = DEFAULT_DIR) -> list[str]:
@@ -59,5 +61,10 @@ def load_qrels(folder: Path = DEFAULT_DIR) -> dict[str, dict[str, int]]:
 
 
 def as_item(doc: CranfieldDoc) -> dict[str, object]:
-    return {"id": doc.id, "title": doc.title, "body": doc.body, "brand": doc.authors[:200] or None,
-            "attributes": {"source": doc.source}}
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "body": doc.body,
+        "brand": doc.authors[:200] or None,
+        "attributes": {"source": doc.source},
+    }

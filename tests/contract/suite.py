@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -17,9 +18,24 @@ from services.core.filters import parse_filter
 
 DIM = 32
 TITLES = [
-    "The Shawshank Redemption", "The Godfather", "The Dark Knight", "Pulp Fiction", "Forrest Gump",
-    "Inception", "Fight Club", "The Matrix", "Goodfellas", "Seven Samurai", "City of God", "Spirited Away",
-    "Parasite", "Interstellar", "Whiplash", "The Prestige", "Amélie", "Léon: The Professional",
+    "The Shawshank Redemption",
+    "The Godfather",
+    "The Dark Knight",
+    "Pulp Fiction",
+    "Forrest Gump",
+    "Inception",
+    "Fight Club",
+    "The Matrix",
+    "Goodfellas",
+    "Seven Samurai",
+    "City of God",
+    "Spirited Away",
+    "Parasite",
+    "Interstellar",
+    "Whiplash",
+    "The Prestige",
+    "Amélie",
+    "Léon: The Professional",
 ]
 
 
@@ -29,8 +45,17 @@ def vec(seed: int, dim: int = DIM) -> np.ndarray:
 
 
 def doc(i: int, title: str | None = None, **fields: object) -> Document:
-    item = Item.parse({"id": f"item-{i}", "title": title or f"Catalog entry {i}", "body": f"Plain body text {i}",
-                       "brand": f"brand-{i % 100}", "price": float(i), "tags": [f"t{i % 7}"], **fields})
+    item = Item.parse(
+        {
+            "id": f"item-{i}",
+            "title": title or f"Catalog entry {i}",
+            "body": f"Plain body text {i}",
+            "brand": f"brand-{i % 100}",
+            "price": float(i),
+            "tags": [f"t{i % 7}"],
+            **fields,
+        }
+    )
     return Document(item, vec(i))
 
 
@@ -103,7 +128,7 @@ class EngineContract:
     def test_delete_hides_from_every_query_type(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(i, title) for i, title in enumerate(TITLES)])
         gone = TITLES.index("The Godfather")
-        assert "item-%d" % gone in [h.id for h in engine.prefix_suggest(alias, "godf", k=5)]
+        assert f"item-{gone}" in [h.id for h in engine.prefix_suggest(alias, "godf", k=5)]
         result = engine.delete(alias, [f"item-{gone}", "never-existed"])
         assert result.succeeded == [f"item-{gone}"]
         assert [f.id for f in result.failed] == ["never-existed"]
@@ -146,7 +171,7 @@ class EngineContract:
         hits = engine.keyword_search(alias, "The Dark Knight", k=5)
         assert hits[0].id == f"item-{TITLES.index('The Dark Knight')}"
         assert hits[0].item.title == "The Dark Knight"
-        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+        assert all(a.score >= b.score for a, b in pairwise(hits))
         body_only = engine.keyword_search(alias, "road", k=5, boosts={"body": 1.0})
         assert [h.id for h in body_only] == ["item-50"]
         assert engine.keyword_search(alias, "road", k=5, boosts={"title": 1.0}) == []
@@ -168,11 +193,13 @@ class EngineContract:
         hits = engine.vector_search(alias, vec(12345), k=10, filter=rare)
         assert len(hits) == 10
         assert all(h.item.tags == ["rare"] for h in hits)
-        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+        assert all(a.score >= b.score for a, b in pairwise(hits))
         # exact answer for comparison: all 20 rare items scored by brute force
         exact = sorted((float(vec(i) @ vec(12345)), f"item-{i}") for i in range(0, n, 100))[::-1][:10]
         assert len({h.id for h in hits} & {i for _, i in exact}) >= 9
-        priced = parse_filter({"and": [{"range": {"price": {"gte": 100, "lt": 120}}}, {"not": {"term": {"tags": "rare"}}}]})
+        priced = parse_filter(
+            {"and": [{"range": {"price": {"gte": 100, "lt": 120}}}, {"not": {"term": {"tags": "rare"}}}]}
+        )
         hits = engine.vector_search(alias, vec(1), k=10, filter=priced)
         assert len(hits) == 10 and all(100 <= (h.item.price or 0) < 120 and h.item.tags == ["common"] for h in hits)
 
@@ -222,7 +249,7 @@ class EngineContract:
             while not stop.is_set():
                 try:
                     seen.append(len(engine.keyword_search(alias, "generation film", k=50)))
-                except BaseException as exc:  # noqa: BLE001 - the test counts every kind of failure
+                except BaseException as exc:
                     errors.append(exc)
 
         thread = threading.Thread(target=reader)

@@ -33,15 +33,21 @@ def _redis_answers() -> bool:
 
     try:
         return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
 @pytest.fixture(scope="session")
 def stack_up() -> None:
-    missing = [name for name, ok in (("OpenSearch", _answers(f"{OPENSEARCH_URL}/_cluster/health")),
-                                      ("Redis", _redis_answers()), ("moto", _answers(f"{MOTO_URL}/moto-api/")))
-               if not ok]
+    missing = [
+        name
+        for name, ok in (
+            ("OpenSearch", _answers(f"{OPENSEARCH_URL}/_cluster/health")),
+            ("Redis", _redis_answers()),
+            ("moto", _answers(f"{MOTO_URL}/moto-api/")),
+        )
+        if not ok
+    ]
     if missing:
         message = f"services not running: {', '.join(missing)} (start them with `make services-up`)"
         if os.environ.get("TRAWL_REQUIRE_SERVICES") == "1":

@@ -44,8 +44,12 @@ def make_events(seed: int = 7) -> tuple[list[dict[str, Any]], dict[str, dict[str
                 event: dict[str, Any] = {"op": "patch", "id": item_id, "fields": fields, "version": version}
                 expected[item_id] = {**live, **fields}
             elif roll < 0.85:
-                item = {"id": item_id, "title": f"Wing section {item_id} revision {version}",
-                        "body": f"pressure distribution measured in round {version}", "price": float(version)}
+                item = {
+                    "id": item_id,
+                    "title": f"Wing section {item_id} revision {version}",
+                    "body": f"pressure distribution measured in round {version}",
+                    "price": float(version),
+                }
                 event = {"op": "upsert", "item": item, "version": version}
                 expected[item_id] = item
             else:
@@ -96,9 +100,14 @@ def _sh(script: str) -> None:
 def test_nothing_accepted_is_lost_duplicated_or_resurrected(
     stack_env: dict[str, str], services: Callable[..., Any]
 ) -> None:
-    env = {**stack_env, "TRAWL_PIPELINE__LEASE_S": "20", "TRAWL_QUEUES__SOFT_TIME_LIMIT_S": "15",
-           "TRAWL_QUEUES__TIME_LIMIT_S": "18", "TRAWL_OPENSEARCH__MAX_RETRIES": "2",
-           "TRAWL_PIPELINE__BATCH_SIZE": "64"}
+    env = {
+        **stack_env,
+        "TRAWL_PIPELINE__LEASE_S": "20",
+        "TRAWL_QUEUES__SOFT_TIME_LIMIT_S": "15",
+        "TRAWL_QUEUES__TIME_LIMIT_S": "18",
+        "TRAWL_OPENSEARCH__MAX_RETRIES": "2",
+        "TRAWL_PIPELINE__BATCH_SIZE": "64",
+    }
     events, _ = make_events()
     expected = _fold_check(events)
     ledger = ledger_for(env)
@@ -142,7 +151,9 @@ def test_nothing_accepted_is_lost_duplicated_or_resurrected(
             stale += 1
     duplicated = total - len(indexed)
     print("\n".join(timeline))
-    print(f"events {N_EVENTS}: expected live {sum(s is not None for s in expected.values())}, indexed {len(indexed)};"
-          f" lost {lost}, stale {stale}, duplicated {duplicated}, resurrected {resurrected}, dead {counts['dead']}")
+    print(
+        f"events {N_EVENTS}: expected live {sum(s is not None for s in expected.values())}, indexed {len(indexed)};"
+        f" lost {lost}, stale {stale}, duplicated {duplicated}, resurrected {resurrected}, dead {counts['dead']}"
+    )
     assert (lost, stale, duplicated, resurrected, counts["dead"]) == (0, 0, 0, 0, 0)
     engine.drop_alias(alias)

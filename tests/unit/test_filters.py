@@ -13,20 +13,26 @@ pytestmark = pytest.mark.unit
 
 
 def test_json_form_parses_into_typed_filters() -> None:
-    flt = parse_filter({"and": [
-        {"term": {"brand": "Pixar"}},
-        {"terms": {"tags": ["family", "animation"]}},
-        {"range": {"price": {"gte": 1, "lt": 20}}},
-        {"not": {"exists": "rating"}},
-        {"or": [{"term": {"available": True}}, {"range": {"published_at": {"gte": "2020-01-01"}}}]},
-    ]})
-    assert flt == And((
-        Term("brand", "Pixar"),
-        Terms("tags", ("family", "animation")),
-        Range("price", gte=1.0, lt=20.0),
-        Not(Exists("rating")),
-        Or((Term("available", True), Range("published_at", gte=datetime(2020, 1, 1, tzinfo=UTC)))),
-    ))
+    flt = parse_filter(
+        {
+            "and": [
+                {"term": {"brand": "Pixar"}},
+                {"terms": {"tags": ["family", "animation"]}},
+                {"range": {"price": {"gte": 1, "lt": 20}}},
+                {"not": {"exists": "rating"}},
+                {"or": [{"term": {"available": True}}, {"range": {"published_at": {"gte": "2020-01-01"}}}]},
+            ]
+        }
+    )
+    assert flt == And(
+        (
+            Term("brand", "Pixar"),
+            Terms("tags", ("family", "animation")),
+            Range("price", gte=1.0, lt=20.0),
+            Not(Exists("rating")),
+            Or((Term("available", True), Range("published_at", gte=datetime(2020, 1, 1, tzinfo=UTC)))),
+        )
+    )
     assert filter_fields(flt) == {"brand", "tags", "price", "rating", "available", "published_at"}
 
 
@@ -59,11 +65,26 @@ def test_declared_attributes_are_filterable() -> None:
 
 
 def test_opensearch_translation() -> None:
-    flt = parse_filter({"and": [{"term": {"brand": "A"}}, {"not": {"exists": "rating"}},
-                                {"or": [{"range": {"published_at": {"lt": "2001-01-01T00:00:00+00:00"}}}]}]})
-    assert to_dsl(flt) == {"bool": {"filter": [
-        {"term": {"brand": "A"}},
-        {"bool": {"must_not": [{"exists": {"field": "rating"}}]}},
-        {"bool": {"should": [{"range": {"published_at": {"lt": "2001-01-01T00:00:00+00:00"}}}],
-                  "minimum_should_match": 1}},
-    ]}}
+    flt = parse_filter(
+        {
+            "and": [
+                {"term": {"brand": "A"}},
+                {"not": {"exists": "rating"}},
+                {"or": [{"range": {"published_at": {"lt": "2001-01-01T00:00:00+00:00"}}}]},
+            ]
+        }
+    )
+    assert to_dsl(flt) == {
+        "bool": {
+            "filter": [
+                {"term": {"brand": "A"}},
+                {"bool": {"must_not": [{"exists": {"field": "rating"}}]}},
+                {
+                    "bool": {
+                        "should": [{"range": {"published_at": {"lt": "2001-01-01T00:00:00+00:00"}}}],
+                        "minimum_should_match": 1,
+                    }
+                },
+            ]
+        }
+    }

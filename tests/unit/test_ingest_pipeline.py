@@ -97,8 +97,12 @@ def test_an_older_version_after_a_newer_one_changes_nothing(h: Harness) -> None:
 
 
 def test_versions_in_one_batch_apply_in_order_whatever_the_arrival(h: Harness) -> None:
-    h.send(up("a", "Three", 3), up("a", "One", 1), {"op": "patch", "id": "a", "fields": {"brand": "B"}, "version": 4},
-           up("a", "Two", 2))
+    h.send(
+        up("a", "Three", 3),
+        up("a", "One", 1),
+        {"op": "patch", "id": "a", "fields": {"brand": "B"}, "version": 4},
+        up("a", "Two", 2),
+    )
     h.run()
     (got,) = h.engine.get("items", ["a"])
     assert got.item.title == "Three" and got.item.brand == "B" and got.item.version == 4
@@ -152,8 +156,7 @@ def test_server_assigned_versions_keep_arrival_order(h: Harness) -> None:
 
 
 def test_a_poison_event_is_dead_lettered_and_replayable_once_fixed(h: Harness) -> None:
-    patch, good = h.send({"op": "patch", "id": "later", "fields": {"title": "Patched"}, "version": 5},
-                         up("b", "Fine"))
+    patch, good = h.send({"op": "patch", "id": "later", "fields": {"title": "Patched"}, "version": 5}, up("b", "Fine"))
     h.run()
     dead = h.ledger.get(patch)
     assert dead is not None and dead.state is EventState.DEAD and "does not exist" in (dead.error or "")

@@ -51,9 +51,18 @@ class EventStatus(BaseModel):
 
 
 def _status(ev: LedgerEvent) -> EventStatus:
-    return EventStatus(event_id=ev.event_id, item_id=ev.item_id, op=ev.op, version=ev.version, source=ev.source,
-                       state=ev.state.value, attempts=ev.attempts, error=ev.error, accepted_at=ev.accepted_at,
-                       updated_at=ev.updated_at)
+    return EventStatus(
+        event_id=ev.event_id,
+        item_id=ev.item_id,
+        op=ev.op,
+        version=ev.version,
+        source=ev.source,
+        state=ev.state.value,
+        attempts=ev.attempts,
+        error=ev.error,
+        accepted_at=ev.accepted_at,
+        updated_at=ev.updated_at,
+    )
 
 
 async def _json_body(request: Request) -> Any:
@@ -67,12 +76,15 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, [{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) \
-            from None
+        raise HTTPException(422, [{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) from None
 
 
-@router.post("/content", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptResponse,
-             responses={413: {"description": "body too large"}, 422: {"description": "no valid event"}})
+@router.post(
+    "/content",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AcceptResponse,
+    responses={413: {"description": "body too large"}, 422: {"description": "no valid event"}},
+)
 async def post_content_events(request: Request) -> AcceptResponse:
     """One event (`{"op": "upsert", "item": {...}}`), a list of events, or `{"events": [...]}`.
 
@@ -85,8 +97,10 @@ async def post_content_events(request: Request) -> AcceptResponse:
     if not events:
         raise HTTPException(422, [{"loc": ["body", "events"], "msg": "no events", "type": "value_error"}])
     if len(events) > MAX_EVENTS_PER_REQUEST:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                            f"{len(events)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"{len(events)} events; at most {MAX_EVENTS_PER_REQUEST} per request",
+        )
     service: IngestService = request.app.state.ingest
     report = service.accept(events)
     response = AcceptResponse(
@@ -94,8 +108,17 @@ async def post_content_events(request: Request) -> AcceptResponse:
         rejected=[RejectedEvent(**asdict(p)) for p in report.rejected],
     )
     if not report.accepted:
-        raise HTTPException(422, [{"loc": ["body", *p.field.replace("]", "").replace("[", ".").split(".")],
-                                   "msg": p.message, "type": "value_error"} for p in report.rejected])
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["body", *p.field.replace("]", "").replace("[", ".").split(".")],
+                    "msg": p.message,
+                    "type": "value_error",
+                }
+                for p in report.rejected
+            ],
+        )
     return response
 
 

@@ -109,7 +109,12 @@ class SearchEngine(Protocol):
 
     # queries
     def keyword_search(
-        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None,
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
     ) -> list[Hit]: ...
     def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]: ...

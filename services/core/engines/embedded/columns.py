@@ -44,9 +44,7 @@ class FilterColumns:
         self._capacity = 1024
         self.live: Mask = np.zeros(self._capacity, dtype=bool)
         self._present = {f: np.zeros(self._capacity, dtype=bool) for f in fields}
-        self._numbers = {
-            f: np.full(self._capacity, np.nan) for f, k in fields.items() if k is not FieldKind.KEYWORD
-        }
+        self._numbers = {f: np.full(self._capacity, np.nan) for f, k in fields.items() if k is not FieldKind.KEYWORD}
         self._postings: dict[str, dict[Any, list[int]]] = {
             f: defaultdict(list) for f, k in fields.items() if k is FieldKind.KEYWORD
         }
@@ -97,9 +95,14 @@ class FilterColumns:
                 return self._present[field].copy()
             case Range(field, gte, gt, lte, lt):
                 col = self._numbers[field]
-                out = ~np.isnan(col)
+                out: Mask = ~np.isnan(col)
                 with np.errstate(invalid="ignore"):
-                    for bound, op in ((gte, np.greater_equal), (gt, np.greater), (lte, np.less_equal), (lt, np.less)):
+                    for bound, op in (
+                        (gte, np.greater_equal),
+                        (gt, np.greater),
+                        (lte, np.less_equal),
+                        (lt, np.less),
+                    ):
                         if bound is not None:
                             out &= op(col, _scalar(bound))
                 return out

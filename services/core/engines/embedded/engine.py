@@ -20,8 +20,21 @@ import numpy as np
 
 from services.core.domain import Item
 from services.core.engines.base import (
-    BulkResult, Document, Hit, IndexVersion, ItemFailure, StoredDocument, Vector, check_alias, check_document,
-    check_k, normalise, query_words, resolve_boosts, suggest_parts, version_index_name,
+    BulkResult,
+    Document,
+    Hit,
+    IndexVersion,
+    ItemFailure,
+    StoredDocument,
+    Vector,
+    check_alias,
+    check_document,
+    check_k,
+    normalise,
+    query_words,
+    resolve_boosts,
+    suggest_parts,
+    version_index_name,
 )
 from services.core.engines.embedded.version import VersionIndex
 from services.core.errors import IndexNotFoundError, ValidationError
@@ -73,7 +86,11 @@ class EmbeddedEngine:
             vdir = self._version_dir(alias, number)
             staging = folder / f".staging-{number}-{os.getpid()}"
             staging.mkdir()
-            manifest = {"dimension": dimension, "model_id": model_id, "created_at": datetime.now(UTC).isoformat()}
+            manifest = {
+                "dimension": dimension,
+                "model_id": model_id,
+                "created_at": datetime.now(UTC).isoformat(),
+            }
             _atomic_json(staging / "manifest.json", manifest)
             os.rename(staging, vdir)  # a version folder appears whole or not at all
         return self._describe(alias, number)
@@ -95,14 +112,21 @@ class EmbeddedEngine:
     def _describe(self, alias: str, number: int) -> IndexVersion:
         manifest = json.loads((self._version_dir(alias, number) / "manifest.json").read_text())
         return IndexVersion(
-            alias=alias, version=number, name=version_index_name(alias, number), dimension=manifest["dimension"],
-            model_id=manifest["model_id"], created_at=datetime.fromisoformat(manifest["created_at"]),
-            live=self._live_number(alias) == number, count=self._version(alias, number).store.count(),
+            alias=alias,
+            version=number,
+            name=version_index_name(alias, number),
+            dimension=manifest["dimension"],
+            model_id=manifest["model_id"],
+            created_at=datetime.fromisoformat(manifest["created_at"]),
+            live=self._live_number(alias) == number,
+            count=self._version(alias, number).store.count(),
         )
 
     def drop_version(self, alias: str, version: int) -> None:
         if self._live_number(alias) == version:
-            raise ValidationError("version", f"version {version} is live behind {alias!r}; point the alias elsewhere first")
+            raise ValidationError(
+                "version", f"version {version} is live behind {alias!r}; point the alias elsewhere first"
+            )
         vdir = self._version_dir(alias, version)
         with self._lock:
             opened = self._open.pop(vdir, None)
@@ -177,7 +201,8 @@ class EmbeddedEngine:
         rows = self._version(alias, version).store.get(ids, with_vectors)
         return [
             StoredDocument(Item.model_validate_json(r.source), r.hash, r.vector)
-            for i in dict.fromkeys(ids) if (r := rows.get(i)) is not None
+            for i in dict.fromkeys(ids)
+            if (r := rows.get(i)) is not None
         ]
 
     def count(self, alias: str, *, version: int | None = None) -> int:
@@ -196,7 +221,12 @@ class EmbeddedEngine:
     # ---- queries -------------------------------------------------------------------------------------
 
     def keyword_search(
-        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None,
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
     ) -> list[Hit]:
         check_k(k)

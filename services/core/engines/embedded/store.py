@@ -87,11 +87,15 @@ class DocStore:
         return int(row[0] or 0)
 
     def changes_since(self, seq: int, limit: int = 5000) -> list[Revision]:
-        rows = self._conn().execute(
-            "SELECT l.seq, l.id, d.source, d.vector FROM log l LEFT JOIN docs d ON d.id = l.id AND d.row = l.seq "
-            "WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
-            (seq, limit),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT l.seq, l.id, d.source, d.vector FROM log l LEFT JOIN docs d ON d.id = l.id AND d.row = l.seq "
+                "WHERE l.seq > ? ORDER BY l.seq LIMIT ?",
+                (seq, limit),
+            )
+            .fetchall()
+        )
         return [Revision(s, i, src, _vec(v)) for s, i, src, v in rows]
 
     def get(self, ids: Sequence[str], with_vectors: bool) -> dict[str, Row]:
@@ -123,9 +127,11 @@ class DocStore:
         after = ""
         cols = "id, row, source, hash, vector" if with_vectors else "id, row, source, hash, NULL"
         while True:
-            rows = self._conn().execute(
-                f"SELECT {cols} FROM docs WHERE id > ? ORDER BY id LIMIT ?", (after, batch_size)
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(f"SELECT {cols} FROM docs WHERE id > ? ORDER BY id LIMIT ?", (after, batch_size))
+                .fetchall()
+            )
             if not rows:
                 return
             yield [Row(i, r, src, h, _vec(v)) for i, r, src, h, v in rows]
@@ -137,8 +143,10 @@ class DocStore:
         conn.execute("BEGIN")
         try:
             seq = self.last_seq()
-            rows = [Row(i, r, s, h, _vec(v)) for i, r, s, h, v in conn.execute(
-                "SELECT id, row, source, hash, vector FROM docs ORDER BY row")]
+            rows = [
+                Row(i, r, s, h, _vec(v))
+                for i, r, s, h, v in conn.execute("SELECT id, row, source, hash, vector FROM docs ORDER BY row")
+            ]
         finally:
             conn.execute("COMMIT")
         return seq, rows

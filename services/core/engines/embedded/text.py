@@ -94,17 +94,36 @@ class TextIndex:
     def suggest_query(self, completed: Sequence[str], prefix: str | None) -> Query:
         clauses: list[tuple[Occur, Query]] = []
         for word in completed:
-            fuzzy = Query.fuzzy_term_query(self.schema, "title_prefix", word, distance=fuzzy_distance(word),
-                                           transposition_cost_one=True, prefix=False)
+            fuzzy = Query.fuzzy_term_query(
+                self.schema,
+                "title_prefix",
+                word,
+                distance=fuzzy_distance(word),
+                transposition_cost_one=True,
+                prefix=False,
+            )
             clauses.append((Occur.Must, fuzzy))
             # An exact word scores above a corrected one.
             clauses.append((Occur.Should, Query.term_query(self.schema, "title_prefix", word)))
         if prefix:
-            clauses.append((Occur.Must, Query.fuzzy_term_query(self.schema, "title_prefix", prefix, distance=0,
-                                                               transposition_cost_one=True, prefix=True)))
+            clauses.append(
+                (
+                    Occur.Must,
+                    Query.fuzzy_term_query(
+                        self.schema,
+                        "title_prefix",
+                        prefix,
+                        distance=0,
+                        transposition_cost_one=True,
+                        prefix=True,
+                    ),
+                )
+            )
         return Query.boolean_query(clauses)
 
-    def search(self, query: Query, k: int, allowed: Mask | None, row_is_live: Callable[[int], bool]) -> list[tuple[int, float]]:
+    def search(
+        self, query: Query, k: int, allowed: Mask | None, row_is_live: Callable[[int], bool]
+    ) -> list[tuple[int, float]]:
         """Top k (row, score), keeping only allowed rows: a term-set clause when selective, else over-fetching."""
         self._index.reload()
         searcher = self._index.searcher()

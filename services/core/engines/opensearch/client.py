@@ -58,7 +58,14 @@ class Retrier:
                 if not is_transient(exc):
                     raise
                 if attempt == self._attempts - 1:
-                    raise TransientEngineError(f"OpenSearch unavailable after {self._attempts} attempts: {exc}") from exc
-                log.warning("transient OpenSearch error (%s), retry %d in %.1fs", exc, attempt + 1, self.delay(attempt))
+                    raise TransientEngineError(
+                        f"OpenSearch unavailable after {self._attempts} attempts: {exc}"
+                    ) from exc
+                log.warning(
+                    "transient OpenSearch error (%s), retry %d in %.1fs",
+                    exc,
+                    attempt + 1,
+                    self.delay(attempt),
+                )
                 time.sleep(self.delay(attempt))
         raise AssertionError("unreachable")

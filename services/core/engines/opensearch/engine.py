@@ -13,8 +13,21 @@ from opensearchpy.exceptions import NotFoundError
 
 from services.core.domain import Item
 from services.core.engines.base import (
-    BulkResult, Document, Hit, IndexVersion, ItemFailure, StoredDocument, Vector, check_alias, check_document,
-    check_k, normalise, query_words, resolve_boosts, suggest_parts, version_index_name,
+    BulkResult,
+    Document,
+    Hit,
+    IndexVersion,
+    ItemFailure,
+    StoredDocument,
+    Vector,
+    check_alias,
+    check_document,
+    check_k,
+    normalise,
+    query_words,
+    resolve_boosts,
+    suggest_parts,
+    version_index_name,
 )
 from services.core.engines.opensearch.client import RETRYABLE_STATUS, Retrier, build_client
 from services.core.engines.opensearch.dsl import filter_clause
@@ -45,8 +58,11 @@ class OpenSearchEngine:
             found = self._retry(lambda: self._client.indices.get_mapping(index=pattern))
         except NotFoundError:
             return {}
-        return {name: body["mappings"].get("_meta", {}).get("trawl", {}) for name, body in found.items()
-                if body["mappings"].get("_meta", {}).get("trawl", {}).get("alias") == alias}
+        return {
+            name: body["mappings"].get("_meta", {}).get("trawl", {})
+            for name, body in found.items()
+            if body["mappings"].get("_meta", {}).get("trawl", {}).get("alias") == alias
+        }
 
     def _live_names(self, alias: str) -> list[str]:
         try:
@@ -59,8 +75,13 @@ class OpenSearchEngine:
             raise ValidationError("dimension", "must be >= 1")
         numbers = [int(m["version"]) for m in self._meta_of_all(alias).values()]
         number = max(numbers, default=0) + 1
-        meta = {"alias": alias, "version": number, "dimension": dimension, "model_id": model_id,
-                "created_at": datetime.now(UTC).isoformat()}
+        meta = {
+            "alias": alias,
+            "version": number,
+            "dimension": dimension,
+            "model_id": model_id,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
         body = index_body(self._settings, self._schema, dimension=dimension, meta=meta)
         name = version_index_name(alias, number)
         self._retry(lambda: self._client.indices.create(index=name, body=body))
@@ -71,8 +92,9 @@ class OpenSearchEngine:
         target = version_index_name(check_alias(alias), version)
         if not self._retry(lambda: self._client.indices.exists(index=target)):
             raise IndexNotFoundError(f"{alias} has no version {version}")
-        actions: list[dict[str, Any]] = [{"remove": {"index": n, "alias": alias}} for n in self._live_names(alias)
-                                         if n != target]
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": n, "alias": alias}} for n in self._live_names(alias) if n != target
+        ]
         actions.append({"add": {"index": target, "alias": alias, "is_write_index": True}})
         # One request: OpenSearch applies all actions atomically, so readers never see no alias.
         self._retry(lambda: self._client.indices.update_aliases(body={"actions": actions}))
@@ -88,14 +110,22 @@ class OpenSearchEngine:
     def _describe(self, name: str, meta: dict[str, Any], live: bool) -> IndexVersion:
         count = int(self._retry(lambda: self._client.count(index=name))["count"])
         return IndexVersion(
-            alias=meta["alias"], version=int(meta["version"]), name=name, dimension=int(meta["dimension"]),
-            model_id=meta["model_id"], created_at=datetime.fromisoformat(meta["created_at"]), live=live, count=count,
+            alias=meta["alias"],
+            version=int(meta["version"]),
+            name=name,
+            dimension=int(meta["dimension"]),
+            model_id=meta["model_id"],
+            created_at=datetime.fromisoformat(meta["created_at"]),
+            live=live,
+            count=count,
         )
 
     def drop_version(self, alias: str, version: int) -> None:
         name = version_index_name(check_alias(alias), version)
         if name in self._live_names(alias):
-            raise ValidationError("version", f"version {version} is live behind {alias!r}; point the alias elsewhere first")
+            raise ValidationError(
+                "version", f"version {version} is live behind {alias!r}; point the alias elsewhere first"
+            )
         try:
             self._retry(lambda: self._client.indices.delete(index=name))
         except NotFoundError as exc:
@@ -130,9 +160,16 @@ class OpenSearchEngine:
             if problem:
                 result.failed.append(ItemFailure(doc.item.id, problem))
                 continue
-            source = doc.item.to_json() | {"content_hash": doc.item.content_hash,
-                                           "vector": normalise(doc.vector).tolist()}
-            actions[doc.item.id] = {"_op_type": "index", "_index": index, "_id": doc.item.id, "_source": source}
+            source = doc.item.to_json() | {
+                "content_hash": doc.item.content_hash,
+                "vector": normalise(doc.vector).tolist(),
+            }
+            actions[doc.item.id] = {
+                "_op_type": "index",
+                "_index": index,
+                "_id": doc.item.id,
+                "_source": source,
+            }
         self._bulk(list(actions.values()), result)
         return result
 
@@ -188,8 +225,9 @@ class OpenSearchEngine:
     def _stored(source: dict[str, Any]) -> StoredDocument:
         vector = source.get("vector")
         item = Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
-        return StoredDocument(item, source["content_hash"],
-                              None if vector is None else np.asarray(vector, dtype=np.float32))
+        return StoredDocument(
+            item, source["content_hash"], None if vector is None else np.asarray(vector, dtype=np.float32)
+        )
 
     def count(self, alias: str, *, version: int | None = None) -> int:
         index = self._name(alias, version)
@@ -206,8 +244,14 @@ class OpenSearchEngine:
         if not with_vectors:
             query["_source"] = {"excludes": ["vector"]}
         batch: list[StoredDocument] = []
-        for hit in helpers.scan(self._client, index=self._name(alias, version), query=query, size=batch_size,
-                                scroll="5m", preserve_order=True):
+        for hit in helpers.scan(
+            self._client,
+            index=self._name(alias, version),
+            query=query,
+            size=batch_size,
+            scroll="5m",
+            preserve_order=True,
+        ):
             batch.append(self._stored(hit["_source"]))
             if len(batch) == batch_size:
                 yield batch
@@ -235,7 +279,12 @@ class OpenSearchEngine:
         return out
 
     def keyword_search(
-        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None,
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
     ) -> list[Hit]:
         check_k(k)
@@ -243,8 +292,14 @@ class OpenSearchEngine:
         words = query_words(text, self._max_terms)
         if not words:
             return []
-        match = {"multi_match": {"query": " ".join(words), "fields": fields, "type": "best_fields",
-                                 "tie_breaker": 0.3}}
+        match = {
+            "multi_match": {
+                "query": " ".join(words),
+                "fields": fields,
+                "type": "best_fields",
+                "tie_breaker": 0.3,
+            }
+        }
         body = {"size": k, "query": {"bool": {"must": [match], "filter": filter_clause(filter)}}}
         return self._hits(self._search(alias, body))
 
@@ -253,8 +308,11 @@ class OpenSearchEngine:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(query)) or not query.any():
             raise ValidationError("vector", "must be finite numbers, not all zero")
-        knn: dict[str, Any] = {"vector": normalise(query).tolist(), "k": k,
-                               "method_parameters": {"ef_search": max(self._settings.hnsw_ef_search, k)}}
+        knn: dict[str, Any] = {
+            "vector": normalise(query).tolist(),
+            "k": k,
+            "method_parameters": {"ef_search": max(self._settings.hnsw_ef_search, k)},
+        }
         if filter is not None:
             knn["filter"] = filter_clause(filter)[0]  # efficient filtering: applied inside the HNSW search
         body = {"size": k, "query": {"knn": {"vector": knn}}}
@@ -269,13 +327,22 @@ class OpenSearchEngine:
         words = " ".join([*completed, *([prefix] if prefix else [])])
         if prefix:
             # bool_prefix: the completed words are fuzzy terms, the last one a prefix.
-            match: dict[str, Any] = {"multi_match": {
-                "query": words, "type": "bool_prefix", "operator": "and", "fuzziness": "AUTO",
-                "fields": ["title.sayt", "title.sayt._2gram", "title.sayt._3gram"]}}
+            match: dict[str, Any] = {
+                "multi_match": {
+                    "query": words,
+                    "type": "bool_prefix",
+                    "operator": "and",
+                    "fuzziness": "AUTO",
+                    "fields": ["title.sayt", "title.sayt._2gram", "title.sayt._3gram"],
+                }
+            }
         else:
             match = {"match": {"title.sayt": {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
         exact = {"match": {"title.sayt": {"query": words, "operator": "or"}}}  # exact words rank above corrected
-        body = {"size": k, "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}}}
+        body = {
+            "size": k,
+            "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}},
+        }
         return self._hits(self._search(alias, body))
 
     def close(self) -> None:

@@ -8,8 +8,13 @@ from services.core.domain import AttributeType, CatalogSchema
 from services.core.settings import OpenSearchSettings
 
 # Text fields that keyword search reads, as OpenSearch field names.
-TEXT_FIELD_NAMES = {"title": "title", "body": "body", "tags": "tags.text", "categories": "categories.text",
-                    "brand": "brand.text"}
+TEXT_FIELD_NAMES = {
+    "title": "title",
+    "body": "body",
+    "tags": "tags.text",
+    "categories": "categories.text",
+    "brand": "brand.text",
+}
 
 _ATTRIBUTE_TYPES = {
     AttributeType.KEYWORD: {"type": "keyword"},
