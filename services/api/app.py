@@ -10,11 +10,11 @@ import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from services.api.errors import install_error_handlers
 from indexer.celery_app import create_celery
 from indexer.runtime import ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
+from services.api.errors import install_error_handlers
 from services.api.routes import events, v1
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, SentenceTransformerEmbedder
@@ -49,6 +49,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             yield
         finally:
             search.close()
+            app.state.ingest_ledger.close()
             app.state.engine.close()
 
     app = FastAPI(title="trawl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -1,0 +1,29 @@
+"""GET /v1/items/{id}/similar: the nearest items to an item."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from services.api.deps import SettingsDep, SimilarItemsDep
+from services.api.schemas.common import ERROR_RESPONSES, ErrorResponse, filter_from_json_text
+from services.api.schemas.items import SimilarParams, SimilarResponse
+
+router = APIRouter(tags=["items"], responses=ERROR_RESPONSES)
+
+
+@router.get(
+    "/items/{item_id:path}/similar",
+    summary="Items similar to an item",
+    responses={404: {"model": ErrorResponse, "description": "No item has this id."}},
+)
+def similar(
+    item_id: Annotated[str, Path(description="The item's id (may contain '/').")],
+    params: Annotated[SimilarParams, Query()],
+    similar: SimilarItemsDep,
+    settings: SettingsDep,
+) -> SimilarResponse:
+    """Nearest neighbours of the item's stored vector; the item itself is never among them."""
+    flt = filter_from_json_text(params.filter, settings.catalog)
+    return SimilarResponse.from_result(similar.run(item_id, size=params.size, filter=flt))

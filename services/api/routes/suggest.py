@@ -1,0 +1,25 @@
+"""GET /v1/suggest: search-as-you-type."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.api.deps import SettingsDep, SuggesterDep
+from services.api.schemas.common import ERROR_RESPONSES, filter_from_json_text
+from services.api.schemas.suggest import SuggestParams, SuggestResponse
+
+router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
+
+
+@router.get("/suggest", summary="Suggest items and completions for a partial query")
+def suggest(
+    params: Annotated[SuggestParams, Query()], suggester: SuggesterDep, settings: SettingsDep
+) -> SuggestResponse:
+    """Prefix on the last word, typo tolerance on the others, popularity as a prior; unavailable and deleted
+    items never appear. A trailing space marks the last word as complete."""
+    flt = filter_from_json_text(params.filter, settings.catalog)
+    return SuggestResponse.from_result(
+        suggester.run(params.q, size=params.size, completions=params.completions, filter=flt)
+    )

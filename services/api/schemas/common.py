@@ -1,0 +1,77 @@
+"""Models and helpers every route shares: the error body, the query text, filters given as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from services.core.domain import CatalogSchema
+from services.core.errors import ValidationError
+from services.core.filters import Filter, parse_filter
+
+MAX_QUERY_BYTES = 10 * 1024
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(description="Dotted path of the offending input, e.g. `q` or `filter.term`.")
+    message: str
+    type: str = Field(
+        description="A short code: `missing`, `json_invalid`, `invalid_filter`, `not_found`, ..."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx (and 503) answer has this body: one entry per problem, each naming its field."""
+
+    detail: list[ErrorDetail]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Bad input: each entry names the field and the problem."},
+    503: {"model": ErrorResponse, "description": "The search engine is unavailable or has no live index."},
+}
+
+
+def _check_query_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it has a lone surrogate)") from None
+    if size > MAX_QUERY_BYTES:
+        raise ValueError(f"must be at most {MAX_QUERY_BYTES} bytes of UTF-8, got {size}")
+    return value
+
+
+QueryText = Annotated[
+    str,
+    AfterValidator(_check_query_text),
+    Field(
+        description=f"The query text: not blank, at most {MAX_QUERY_BYTES} bytes as UTF-8; any script."
+    ),
+]
+
+FILTER_DESCRIPTION = (
+    "A neutral filter, applied inside every retriever: "
+    '`{"term": {"brand": "Acme"}}`, `{"terms": {"tags": ["a", "b"]}}`, '
+    '`{"range": {"price": {"gte": 1, "lt": 9}}}`, '
+    '`{"exists": "brand"}`, and `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}` of those.'
+)
+
+
+def filter_from_json_text(text: str | None, schema: CatalogSchema) -> Filter | None:
+    """A filter given as JSON text (in a query string) -> typed filter; bad JSON or fields name `filter`."""
+    if text is None or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("filter", f"is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    return parse_filter(data, schema)
+
+
+def filter_from_json(data: Any, schema: CatalogSchema) -> Filter | None:
+    return None if data is None else parse_filter(data, schema)

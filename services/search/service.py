@@ -1,0 +1,60 @@
+"""Wiring: the search, suggest and similar services built from settings, an engine and an embedder.
+
+The API builds these once at startup; a CLI, a benchmark or an evaluation builds the same objects the same
+way, so the code path measured is the code path served.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from services.core.embedding import Embedder
+from services.core.engines.base import SearchEngine
+from services.core.settings import CoreSettings
+from services.search.cache import CachingEmbedder
+from services.search.facets import FacetCounter
+from services.search.fusion import build_fuser
+from services.search.pipeline import SearchPipeline
+from services.search.protocols import Retriever
+from services.search.reranking import NoopReranker
+from services.search.retrievers import CandidateGenerator, KeywordRetriever, VectorRetriever
+from services.search.scoring import PassthroughScorer
+from services.search.settings import SearchSettings
+from services.search.similar import SimilarItems
+from services.search.suggest import Suggester
+
+
+@dataclass
+class SearchServices:
+    pipeline: SearchPipeline
+    suggester: Suggester
+    similar: SimilarItems
+    embedder: CachingEmbedder | None
+    executor: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_search_services(
+    core: CoreSettings, search: SearchSettings, engine: SearchEngine, embedder: Embedder | None
+) -> SearchServices:
+    """Without an embedder (a tool that never embeds) search is keyword-only and suggest has no vector leg."""
+    alias = core.index_alias
+    executor = ThreadPoolExecutor(max_workers=search.workers, thread_name_prefix="search-leg")
+    cached = CachingEmbedder(embedder, search.query_vector_cache) if embedder is not None else None
+    retrievers: list[Retriever] = [KeywordRetriever(engine, alias, boosts=search.boosts)]
+    if cached is not None:
+        retrievers.append(VectorRetriever(engine, alias, cached))
+    pipeline = SearchPipeline(
+        CandidateGenerator(retrievers, executor),
+        build_fuser(search.fusion, weights=search.weights, rrf_k=search.rrf_k),
+        PassthroughScorer(),
+        NoopReranker(),
+        FacetCounter(core.catalog, size=search.facet_size),
+    )
+    suggester = Suggester(
+        engine, alias, cached, search.suggest, executor=executor, max_terms=core.max_query_terms
+    )
+    return SearchServices(pipeline, suggester, SimilarItems(engine, alias), cached, executor)

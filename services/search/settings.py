@@ -1,0 +1,57 @@
+"""Settings of the query service's stages: a part of the deployable's one settings object
+(`ApiSettings.search`), so every knob is also an environment variable, e.g. `TRAWL_SEARCH__FUSION=zscore`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+
+def _non_negative(weights: dict[str, float]) -> dict[str, float]:
+    for name, w in weights.items():
+        if w < 0:
+            raise ValueError(f"weight of {name!r} must be >= 0")
+    return weights
+
+
+class SuggestSettings(BaseModel):
+    # Hits asked of each leg; the answer is a handful, so a few more than that is enough to fill it.
+    depth: int = Field(20, ge=1, le=1000)
+    # A small k sharpens the difference between the first few ranks (60 would make them nearly equal).
+    rrf_k: int = Field(10, ge=1)
+    # prefix: the typed text as is; fuzzy: the last word taken as complete (typo tolerant); vector: k-NN.
+    weights: dict[str, float] = Field(default_factory=lambda: {"prefix": 1.0, "fuzzy": 0.6, "vector": 0.3})
+    # Below this many characters the vector leg is skipped: speed matters more than its recall there.
+    vector_min_chars: int = Field(3, ge=1)
+    # Vector hits less similar than this are noise for a partial query, not suggestions.
+    vector_min_score: float = 0.3
+    # How long suggest waits for the vector leg once the text legs are done (None: always wait). A leg still
+    # embedding is left to finish in the background, so its vector is cached for the next keystroke, and this
+    # answer goes without it: typing speed matters more than the last point of recall.
+    vector_budget_ms: float | None = Field(15.0, ge=0)
+    # The fuzzy leg runs when the last word has at least this many characters.
+    fuzzy_min_chars: int = Field(4, ge=1)
+    # Popularity prior: final = fused / best fused + weight * log1p(popularity) / log1p(max popularity).
+    popularity_weight: float = Field(0.15, ge=0)
+    max_completion_words: int = Field(10, ge=1)
+
+    _check = field_validator("weights")(_non_negative)
+
+
+class SearchSettings(BaseModel):
+    # Hits asked of each retriever per query; the result list is their fused union (so at most legs × depth).
+    candidate_depth: int = Field(200, ge=1, le=10_000)
+    fusion: Literal["rrf", "minmax", "zscore"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    weights: dict[str, float] = Field(default_factory=lambda: {"keyword": 1.0, "vector": 1.0})
+    # BM25 field boosts; None: the engine's defaults (services.core.domain.DEFAULT_FIELD_BOOSTS).
+    boosts: dict[str, float] | None = None
+    facet_size: int = Field(10, ge=1, le=1000)
+    # Query vectors remembered (LRU), shared by search and suggest.
+    query_vector_cache: int = Field(4096, ge=0)
+    # Threads that run the retrievers of queries side by side (shared by every request of the process).
+    workers: int = Field(32, ge=1)
+    suggest: SuggestSettings = Field(default_factory=SuggestSettings)
+
+    _check = field_validator("weights")(_non_negative)

@@ -1,0 +1,276 @@
+"""Search-as-you-type: top items and query completions for a partial query.
+
+Three legs run side by side, with the filter `available = true` (and the caller's) inside each:
+  prefix  the engine's prefix query on the text as typed (typo tolerant on completed words, prefix on
+          the last)
+  fuzzy   the same with the last word taken as complete, so a typo in it is forgiven ("godfater" → Godfather)
+  vector  k-NN on the query vector (cached), skipped for 1–2 characters, weak hits dropped
+Their lists are fused (weighted RRF), a popularity prior is added, duplicates removed. Completions are cut
+from the titles of the hits that match the typed words in order.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import dataclass
+
+from services.core.domain import Item
+from services.core.embedding import Embedder
+from services.core.engines.base import Hit, SearchEngine, fuzzy_distance, suggest_parts
+from services.core.errors import ValidationError
+from services.core.filters import And, Filter, Term
+from services.search.fusion import RRFFuser
+from services.search.retrievers import candidates_from_hits
+from services.search.settings import SuggestSettings
+from services.search.types import Candidate, FusedCandidate, LegReport, new_query_id
+
+PREFIX = "prefix"
+FUZZY = "fuzzy"
+VECTOR = "vector"
+MAX_SUGGEST_SIZE = 50
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+Leg = Callable[[], list[Hit]]
+_CLAUSE_BREAK = re.compile(r"[:;,.!?()\[\]{}|/–—]| - ")
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestedItem:
+    id: str
+    item: Item
+    score: float
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestResult:
+    text: str
+    completions: list[Completion]
+    items: list[SuggestedItem]
+    legs: tuple[LegReport, ...]
+    query_id: str
+
+
+def normalise_typed(text: str) -> str:
+    """NFC and single spaces, keeping one trailing space: "the " (a completed word) differs from "the"."""
+    text = unicodedata.normalize("NFC", text)
+    core = " ".join(text.split())
+    return f"{core} " if core and text[-1:].isspace() else core
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (a transposition costs 1, as the engines' fuzzy queries), capped at
+    limit + 1 so that long titles cost little."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[-1], limit + 1)
+
+
+def _word_matches(token: str, word: str, is_prefix: bool) -> bool:
+    if is_prefix and token.startswith(word):
+        return True
+    if token == word:
+        return True
+    allowed = fuzzy_distance(word)
+    return allowed > 0 and edit_distance(word, token, allowed) <= allowed
+
+
+def completion_for(
+    title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10
+) -> str | None:
+    """The part of `title` that completes the typed words, lower-cased: from the title word that matches the
+    first typed word to the end of that clause (a colon, comma, bracket or dash ends it). None when the typed
+    words do not all match title words in order (e.g. a hit found only by its vector)."""
+    words = [(w, False) for w in completed] + ([(prefix, True)] if prefix else [])
+    tokens = [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(title)]
+    if not words or not tokens:
+        return None
+
+    def match_from(anchor: int, consecutive: bool) -> int | None:
+        pos = anchor
+        for n, (word, is_prefix) in enumerate(words):
+            if n:
+                pos += 1
+                while (
+                    not consecutive
+                    and pos < len(tokens)
+                    and not _word_matches(tokens[pos][0], word, is_prefix)
+                ):
+                    pos += 1
+            if pos >= len(tokens) or not _word_matches(tokens[pos][0], word, is_prefix):
+                return None
+        return pos
+
+    span: tuple[int, int] | None = None
+    for anchor in range(len(tokens)):
+        if not _word_matches(tokens[anchor][0], *words[0]):
+            continue
+        last = match_from(anchor, consecutive=True)
+        if last is not None:
+            span = (anchor, last)
+            break
+        if span is None and (last := match_from(anchor, consecutive=False)) is not None:
+            span = (anchor, last)
+    if span is None:
+        return None
+    anchor, stop = span
+    while stop + 1 < len(tokens) and not _CLAUSE_BREAK.search(title[tokens[stop][2] : tokens[stop + 1][1]]):
+        stop += 1
+    return " ".join(t for t, _, _ in tokens[anchor : min(stop + 1, anchor + max_words)])
+
+
+def only_visible(flt: Filter | None) -> Filter:
+    """The caller's filter and `available = true`: unavailable items are never suggested."""
+    available = Term("available", True)
+    return available if flt is None else And((available, flt))
+
+
+class Suggester:
+    def __init__(
+        self,
+        engine: SearchEngine,
+        alias: str,
+        embedder: Embedder | None,
+        settings: SuggestSettings,
+        *,
+        executor: Executor | None = None,
+        max_terms: int = 64,
+    ) -> None:
+        self._engine = engine
+        self._alias = alias
+        self._embedder = embedder
+        self._settings = settings
+        self._executor = executor
+        self._max_terms = max_terms
+        self._fuser = RRFFuser(settings.rrf_k, settings.weights)
+
+    def _legs(self, typed: str, prefix: str | None, k: int, flt: Filter) -> list[tuple[str, Leg]]:
+        s = self._settings
+        legs: list[tuple[str, Leg]] = [
+            (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt)),
+        ]
+        if prefix is not None and len(prefix) >= s.fuzzy_min_chars:
+            legs.append(
+                (FUZZY, lambda: self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt))
+            )
+        embedder = self._embedder
+        if embedder is not None and len(typed.strip()) >= s.vector_min_chars:
+
+            def vector() -> list[Hit]:
+                (vec,) = embedder.embed([typed.strip()])
+                hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
+                return [h for h in hits if h.score >= s.vector_min_score]
+
+            legs.append((VECTOR, vector))
+        return legs
+
+    def run(
+        self,
+        text: str,
+        *,
+        size: int = 5,
+        completions: int = 5,
+        filter: Filter | None = None,
+        query_id: str | None = None,
+    ) -> SuggestResult:
+        if not 1 <= size <= MAX_SUGGEST_SIZE:
+            raise ValidationError("size", f"must be between 1 and {MAX_SUGGEST_SIZE}")
+        if not 0 <= completions <= MAX_SUGGEST_SIZE:
+            raise ValidationError("completions", f"must be between 0 and {MAX_SUGGEST_SIZE}")
+        typed = normalise_typed(text)
+        if not typed.strip():
+            raise ValidationError("q", "must not be empty")
+        completed, prefix = suggest_parts(typed, self._max_terms)
+        k = max(self._settings.depth, size)
+        legs = self._legs(typed, prefix, k, only_visible(filter))
+
+        runs = self._run_legs(legs)
+
+        merged: dict[str, Candidate] = {}
+        for (name, _), (hits, _) in zip(legs, runs, strict=True):
+            for c in candidates_from_hits(name, hits):
+                if c.item.available:  # the filter says so already; never trust one line to keep a promise
+                    seen = merged.get(c.id)
+                    merged[c.id] = c if seen is None else seen.merged(c)
+        ranked = self._prior(self._fuser.run(list(merged.values())))
+
+        items: list[SuggestedItem] = []
+        seen_titles: set[tuple[str, str]] = set()
+        found: list[Completion] = []
+        seen_texts: set[str] = set()
+        for cand, score in ranked:
+            key = (" ".join(_WORD.findall(cand.item.title.casefold())), (cand.item.brand or "").casefold())
+            if len(items) < size and key not in seen_titles:
+                seen_titles.add(key)
+                items.append(SuggestedItem(cand.id, cand.item, score, cand.sources))
+            if len(found) < completions:
+                done = completion_for(cand.item.title, completed, prefix, self._settings.max_completion_words)
+                if done and done not in seen_texts:
+                    seen_texts.add(done)
+                    found.append(Completion(done, score))
+        reports = tuple(report for _, report in runs)
+        return SuggestResult(typed, found, items, reports, query_id or new_query_id())
+
+    def _run_legs(self, legs: Sequence[tuple[str, Leg]]) -> list[tuple[list[Hit], LegReport]]:
+        """Every leg side by side: the text legs to the end, the vector leg within its budget after them."""
+
+        def timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
+            start = time.perf_counter()
+            hits = leg()
+            return hits, LegReport(name, len(hits), round((time.perf_counter() - start) * 1000, 3))
+
+        if self._executor is None or len(legs) == 1:
+            return [timed(name, fn) for name, fn in legs]
+        started = time.perf_counter()
+        futures = [self._executor.submit(timed, name, fn) for name, fn in legs[1:]]
+        out = [timed(*legs[0])]
+        budget = self._settings.vector_budget_ms
+        for (name, _), future in zip(legs[1:], futures, strict=True):
+            if name != VECTOR or budget is None:
+                out.append(future.result())
+                continue
+            try:
+                out.append(future.result(timeout=budget / 1000))
+            except FuturesTimeout:
+                waited = round((time.perf_counter() - started) * 1000, 3)
+                out.append(([], LegReport(name, 0, waited, skipped=f"over its {budget:g} ms budget")))
+        return out
+
+    def _prior(self, ordered: Sequence[FusedCandidate]) -> list[tuple[Candidate, float]]:
+        """Fused score scaled to the best one, plus the popularity prior; ordered by that."""
+        if not ordered:
+            return []
+        best = max(f.score for f in ordered) or 1.0
+        pops = [max(f.item.popularity or 0.0, 0.0) for f in ordered]
+        scale = math.log1p(max(pops))
+        weight = self._settings.popularity_weight
+        scored = [
+            (f.candidate, f.score / best + (weight * math.log1p(p) / scale if scale > 0 else 0.0), f.rank)
+            for f, p in zip(ordered, pops, strict=True)
+        ]
+        scored.sort(key=lambda t: (-t[1], t[2]))
+        return [(c, round(s, 6)) for c, s, _ in scored]

@@ -1,0 +1,189 @@
+"""The typed objects that pass between the stages of a search, defined in one place.
+
+    SearchQuery ──Retriever──> Candidate ──Fuser──> FusedCandidate ──Scorer──> ScoredCandidate
+                ──Reranker──> RankedCandidate ──(page, facets)──> SearchResult
+
+Each later object holds the one before it, so the final list still carries every stage's score and rank
+(what `explain` shows, and what the ranking stage reads as features).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from services.core.domain import Item
+from services.core.filters import Filter
+
+Mode = Literal["hybrid", "keyword", "vector"]
+KEYWORD = "keyword"
+VECTOR = "vector"
+
+
+def new_query_id() -> str:
+    return str(uuid.uuid4())
+
+
+def normalise_text(text: str) -> str:
+    """NFC, whitespace runs collapsed, ends trimmed: 'Ame\\u0301lie  ' and 'Amélie' are one query."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What every stage sees: the text, the filter applied inside every retriever, and how deep to retrieve.
+
+    `legs` names the retrievers to run (None: all of them). `query_id` ties served results to the
+    interactions and feature logs that come back later.
+    """
+
+    text: str
+    filter: Filter | None = None
+    depth: int = 200
+    legs: tuple[str, ...] | None = None
+    query_id: str = field(default_factory=new_query_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An item some retriever proposed, with each retriever's raw score and 1-based rank, by its name."""
+
+    id: str
+    item: Item
+    scores: Mapping[str, float]
+    ranks: Mapping[str, int]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.ranks)
+
+    def merged(self, other: Candidate) -> Candidate:
+        """The same item seen by another retriever: one candidate with both retrievers' scores and ranks."""
+        return Candidate(self.id, self.item, {**self.scores, **other.scores}, {**self.ranks, **other.ranks})
+
+
+@dataclass(frozen=True, slots=True)
+class FusedCandidate:
+    """A candidate with the fused score and its rank in the fused list."""
+
+    candidate: Candidate
+    score: float
+    rank: int
+
+    @property
+    def id(self) -> str:
+        return self.candidate.id
+
+    @property
+    def item(self) -> Item:
+        return self.candidate.item
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredCandidate:
+    """A fused candidate with the scoring stage's score, rank and the features it was scored on."""
+
+    fused: FusedCandidate
+    score: float
+    rank: int
+    features: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.fused.id
+
+    @property
+    def item(self) -> Item:
+        return self.fused.item
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.fused.candidate
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEffect:
+    """What one re-ranking rule did to an item: e.g. rule 'pin-123', action 'pin', moved from rank 7 to 1."""
+
+    rule: str
+    action: str
+    delta: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCandidate:
+    """The final order: the re-ranker's score and rank, and every rule that moved the item."""
+
+    scored: ScoredCandidate
+    score: float
+    rank: int
+    effects: tuple[RuleEffect, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.scored.id
+
+    @property
+    def item(self) -> Item:
+        return self.scored.item
+
+    @property
+    def fused(self) -> FusedCandidate:
+        return self.scored.fused
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.scored.fused.candidate
+
+
+@dataclass(frozen=True, slots=True)
+class LegReport:
+    """How one retriever did for a query: hits found and time taken, or why its hits were not used."""
+
+    name: str
+    hits: int
+    ms: float
+    skipped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSet:
+    """The merged output of all retrievers: one candidate per item, in first-seen order."""
+
+    candidates: list[Candidate]
+    legs: tuple[LegReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FacetValue:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Explain:
+    """How a result came about, for the whole query (per-item scores live on the RankedCandidates)."""
+
+    legs: tuple[LegReport, ...]
+    fuser: str
+    scorer: str
+    reranker: str
+    depth: int
+    timings_ms: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One page of the final list. `total` counts the whole list: a page past the end is empty, no error."""
+
+    query: SearchQuery
+    total: int
+    page: int
+    size: int
+    items: list[RankedCandidate]
+    facets: Mapping[str, list[FacetValue]]
+    explain: Explain

@@ -1,0 +1,421 @@
+"""The query service end to end: a real uvicorn server on a loopback port, a real catalog (300 films) with
+real embeddings, written through the engine contract; once on the embedded engine and once on OpenSearch."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from services.core.domain import Item
+from services.core.embedding import SentenceTransformerEmbedder
+from services.core.engines import build_engine
+from services.core.engines.base import Document, SearchEngine
+from services.core.settings import EmbeddingSettings, OpenSearchSettings
+
+pytestmark = pytest.mark.e2e
+
+SYNTHETIC = [
+    {
+        "id": "syn-amelie",
+        "title": "Amélie ☕ 東京物語 🎬",
+        "body": "A whimsical café in Montmartre",
+        "categories": ["Comedy"],
+        "popularity": 5.0,
+    },
+    {
+        "id": "syn-rtl",
+        "title": "שלום עולם مرحبا بالعالم",
+        "body": "Greetings in two scripts",
+        "categories": ["Drama"],
+        "popularity": 5.0,
+    },
+    {
+        "id": "syn-hidden",
+        "title": "Interstellar Director's Cut",
+        "body": "An unavailable special edition",
+        "categories": ["Sci-Fi"],
+        "available": False,
+        "popularity": 100000.0,
+    },
+    {"id": "syn-dup-1", "title": "Duplicate Dawn", "brand": "Twin Studio", "categories": ["Drama"]},
+    {"id": "syn-dup-2", "title": "duplicate  dawn", "brand": "Twin Studio", "categories": ["Drama"]},
+    {
+        "id": "syn/with/slash",
+        "title": "Slashed Identity",
+        "body": "An id with slashes",
+        "categories": ["Mystery"],
+    },
+]
+VICTIM = "Gravity"  # deleted by the last test; no other test depends on it
+
+
+@dataclass
+class Live:
+    url: str
+    engine: SearchEngine
+    alias: str
+    items: dict[str, Item]
+    client: httpx.Client
+
+    def id_of(self, title: str) -> str:
+        return next(i.id for i in self.items.values() if i.title == title)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.client.get(path, params=params)
+
+    def ok(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self.get(path, **params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(EmbeddingSettings())
+
+
+@pytest.fixture(scope="module")
+def documents(embedder: SentenceTransformerEmbedder) -> list[Document]:
+    pytest.importorskip("bokeh_sampledata", reason="the film catalog comes from the bokeh-sampledata package")
+    from tests.e2e.films import embedding_text, load_films
+
+    items = load_films(300) + [Item.parse(s) for s in SYNTHETIC]
+    vectors = embedder.embed([embedding_text(i) for i in items])
+    return [Document(i, v) for i, v in zip(items, vectors, strict=True)]
+
+
+class Server:
+    """uvicorn in a background thread, on a socket bound to a free loopback port before it starts."""
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()
+
+
+@pytest.fixture(scope="module", params=["embedded", pytest.param("opensearch", marks=pytest.mark.opensearch)])
+def live(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: SentenceTransformerEmbedder,
+    documents: list[Document],
+) -> Iterator[Live]:
+    alias = f"e2e-{uuid.uuid4().hex[:10]}"
+    extra: dict[str, Any] = {}
+    if request.param == "opensearch":
+        os_settings: OpenSearchSettings = request.getfixturevalue("opensearch_settings")
+        extra["opensearch"] = os_settings
+    settings = ApiSettings(
+        engine=request.param, data_dir=tmp_path_factory.mktemp("api") / "var", index_alias=alias, **extra
+    )
+    engine = build_engine(settings)  # the writer: what ingestion would do, through the same contract
+    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
+    engine.point_alias(alias, version.version)
+    result = engine.upsert(alias, documents)
+    assert result.ok, result.failed[:3]
+    engine.refresh(alias)
+    try:
+        with (
+            Server(create_app(settings, embedder=embedder)) as server,
+            httpx.Client(base_url=server.url, timeout=30) as client,
+        ):
+            yield Live(server.url, engine, alias, {d.item.id: d.item for d in documents}, client)
+    finally:
+        engine.drop_alias(alias)
+        engine.close()
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [h["id"] for h in body["items"]]
+
+
+# ---- search ---------------------------------------------------------------------------------------------
+
+
+def test_search_ranks_the_exact_title_first_and_carries_a_query_id(live: Live) -> None:
+    got = live.ok("/v1/search", q="The Dark Knight Rises")
+    assert got["items"][0]["item"]["title"] == "The Dark Knight Rises"
+    assert uuid.UUID(got["query_id"]) and got["total"] >= len(got["items"]) > 0
+    again = live.ok("/v1/search", q="The Dark Knight Rises")
+    assert again["query_id"] != got["query_id"]
+    posted = live.client.post("/v1/search", json={"q": "The Dark Knight Rises", "size": 3})
+    assert posted.status_code == 200 and ids(posted.json()) == ids(got)[:3]
+    # the vector leg alone understands a description with none of the title's words
+    semantic = live.ok("/v1/search", q="astronauts travel through a wormhole to save humanity", mode="vector")
+    assert live.id_of("Interstellar") in ids(semantic)[:5]
+
+
+def test_explain_shows_every_stage(live: Live) -> None:
+    got = live.ok("/v1/search", q="batman", explain="true", size=5)
+    legs = {leg["name"]: leg["hits"] for leg in got["explain"]["legs"]}
+    assert legs["keyword"] > 0 and legs["vector"] > 0
+    assert got["explain"]["fusion"].startswith("rrf") and set(got["explain"]["timings_ms"]) >= {
+        "retrieval",
+        "total",
+    }
+    for rank, hit in enumerate(got["items"], start=1):
+        e = hit["explain"]
+        assert e["retrievers"] and set(e["retrievers"]) <= {"keyword", "vector"}
+        assert e["fusion"]["rank"] == e["scoring"]["rank"] == e["reranking"]["rank"] == hit["rank"] == rank
+        assert hit["score"] == e["reranking"]["score"]
+    assert live.ok("/v1/search", q="batman")["explain"] is None
+
+
+def test_filters_hold_in_every_leg(live: Live) -> None:
+    animation = {"term": {"categories": "Animation"}}
+    for mode in ("hybrid", "keyword", "vector"):
+        got = live.ok(
+            "/v1/search",
+            q="a story about family and friendship",
+            filter=json.dumps(animation),
+            mode=mode,
+            size=100,
+            explain="true",
+        )
+        assert all("Animation" in h["item"]["categories"] for h in got["items"]), mode
+        if mode == "vector":
+            assert got["total"] == sum(1 for i in live.items.values() if "Animation" in i.categories)
+    hybrid = live.ok("/v1/search", q="toy", filter=json.dumps(animation), explain="true", size=50)
+    assert {leg["name"] for leg in hybrid["explain"]["legs"] if leg["hits"]} == {"keyword", "vector"}
+
+    flt = {
+        "and": [
+            {"range": {"rating": {"gte": 9}}},
+            {"not": {"term": {"brand": "Christopher Nolan"}}},
+            {"range": {"published_at": {"gte": "2010-01-01"}}},
+        ]
+    }
+    posted = live.client.post("/v1/search", json={"q": "dark thriller", "filter": flt, "size": 200}).json()
+    assert posted["items"]
+    for h in posted["items"]:
+        assert h["item"]["rating"] >= 9 and h["item"]["brand"] != "Christopher Nolan"
+        assert h["item"]["published_at"] >= "2010-01-01"
+
+    suggest = live.ok("/v1/suggest", q="the", filter=json.dumps(animation), size=10)
+    assert suggest["items"] and all("Animation" in i["item"]["categories"] for i in suggest["items"])
+    similar = live.ok(f"/v1/items/{live.id_of('Inception')}/similar", filter=json.dumps(animation), size=5)
+    assert len(similar["items"]) == 5 and all(
+        "Animation" in h["item"]["categories"] for h in similar["items"]
+    )
+
+
+def test_facets_count_the_whole_result_list(live: Live) -> None:
+    got = live.ok("/v1/search", q="war", facets="categories,brand", size=2)
+    everything = live.ok("/v1/search", q="war", size=1000)
+    assert len(got["items"]) == 2 and got["total"] == everything["total"] == len(everything["items"])
+    want = Counter(c for h in everything["items"] for c in h["item"]["categories"])
+    assert [(f["value"], f["count"]) for f in got["facets"]["categories"]][:3] == sorted(
+        want.items(), key=lambda kv: (-kv[1], kv[0])
+    )[:3]
+    assert got["facets"]["brand"] and "tags" not in got["facets"]
+    posted = live.client.post("/v1/search", json={"q": "war", "facets": ["tags"]}).json()
+    assert set(posted["facets"]) == {"tags"}
+
+
+def test_paging_and_a_page_past_the_end(live: Live) -> None:
+    first = live.ok("/v1/search", q="love", size=10, page=1)
+    second = live.ok("/v1/search", q="love", size=10, page=2)
+    assert [h["rank"] for h in second["items"]] == list(range(11, 21))
+    assert not set(ids(first)) & set(ids(second))
+    past = live.ok("/v1/search", q="love", size=10, page=1000)
+    assert past["items"] == [] and past["total"] == first["total"] > 0
+
+
+# ---- suggest --------------------------------------------------------------------------------------------
+
+
+def test_suggest_completes_a_prefix_and_forgives_typos(live: Live) -> None:
+    got = live.ok("/v1/suggest", q="incep")
+    assert got["items"][0]["id"] == live.id_of("Inception") and "inception" in [
+        c["text"] for c in got["completions"]
+    ]
+    assert uuid.UUID(got["query_id"])
+    typo_last = live.ok("/v1/suggest", q="intersteller")  # a typo in the word being typed
+    assert live.id_of("Interstellar") in [i["id"] for i in typo_last["items"]]
+    assert "interstellar" in [c["text"] for c in typo_last["completions"]]
+    typo_then_prefix = live.ok(
+        "/v1/suggest", q="the dark knigt ri"
+    )  # a typo in a completed word, then a prefix
+    assert typo_then_prefix["items"][0]["id"] == live.id_of("The Dark Knight Rises")
+    assert typo_then_prefix["completions"][0]["text"] == "the dark knight rises"
+
+
+def test_suggest_never_shows_unavailable_items_nor_duplicates(live: Live) -> None:
+    for q in ("interst", "interstellar d", "interstellar director"):
+        got = live.ok("/v1/suggest", q=q, size=20, completions=20)
+        assert "syn-hidden" not in [i["id"] for i in got["items"]], q
+        assert not any("director" in c["text"] for c in got["completions"]), q
+    dup = live.ok("/v1/suggest", q="duplicate da", size=10)
+    assert len([i for i in dup["items"] if i["id"].startswith("syn-dup")]) == 1
+    assert [c["text"] for c in dup["completions"]].count("duplicate dawn") == 1
+
+
+def test_suggest_skips_the_vector_leg_for_two_characters(live: Live) -> None:
+    short = live.ok("/v1/suggest", q="sk", size=10)
+    assert short["items"] and all(i["sources"] == ["prefix"] for i in short["items"])
+    assert "body" not in short["items"][0]["item"]  # light items on every keystroke
+    # Longer text adds the vector leg; a first answer may go without it (its time budget), the vector then
+    # lands in the cache and a retype gets it.
+    for _ in range(40):
+        longer = live.ok("/v1/suggest", q="space adventure", size=10)
+        if any("vector" in i["sources"] for i in longer["items"]):
+            break
+        assert [leg["skipped"] for leg in longer["legs"] if leg["name"] == "vector"] != [None]
+        time.sleep(0.05)
+    else:
+        pytest.fail("the vector leg never contributed")
+
+
+# ---- similar ----------------------------------------------------------------------------------------------
+
+
+def test_similar_excludes_the_item_itself(live: Live) -> None:
+    seed = live.id_of("The Dark Knight")
+    got = live.ok(f"/v1/items/{seed}/similar", size=10)
+    assert len(got["items"]) == 10 and seed not in ids(got) and got["id"] == seed
+    assert live.id_of("The Dark Knight Rises") in ids(got)[:3]
+    scores = [h["score"] for h in got["items"]]
+    assert scores == sorted(scores, reverse=True) and uuid.UUID(got["query_id"])
+    slashed = live.ok("/v1/items/syn/with/slash/similar", size=3)
+    assert slashed["id"] == "syn/with/slash" and "syn/with/slash" not in ids(slashed)
+
+
+# ---- unicode and bad input ---------------------------------------------------------------------------------
+
+
+def test_unicode_emoji_and_right_to_left(live: Live) -> None:
+    assert ids(live.ok("/v1/search", q="Amélie ☕ 東京物語", mode="keyword"))[0] == "syn-amelie"
+    assert (
+        ids(live.ok("/v1/search", q="Ame\u0301lie 東京物語", mode="keyword"))[0] == "syn-amelie"
+    )  # NFD input
+    assert {"syn-amelie", live.id_of("Amélie")} <= set(ids(live.ok("/v1/search", q="amélie")))
+    assert "syn-rtl" in ids(live.ok("/v1/search", q="שלום", mode="keyword"))
+    assert "syn-rtl" in [i["id"] for i in live.ok("/v1/suggest", q="مرحبا بال")["items"]]
+    assert "syn-amelie" in [i["id"] for i in live.ok("/v1/suggest", q="amél")["items"]]
+    emoji = live.ok("/v1/search", q="🎬🍿")
+    assert emoji["q"] == "🎬🍿"
+
+
+BAD_INPUTS: list[tuple[str, str, dict[str, Any] | str | None, int, str]] = [
+    # (method, path with query string, JSON body or raw text, status, field named)
+    ("GET", "/v1/search?q=", None, 422, "q"),
+    ("GET", "/v1/search?q=%20%20", None, 422, "q"),
+    ("GET", "/v1/search", None, 422, "q"),
+    ("POST", "/v1/search", {"q": "x" * (10 * 1024 + 1)}, 422, "q"),
+    ("POST", "/v1/search", {"q": "é" * 5200}, 422, "q"),  # 10,400 bytes of UTF-8
+    ("GET", "/v1/search?q=a&filter=" + json.dumps({"term": {"colour": "red"}}), None, 422, "filter.term"),
+    ("POST", "/v1/search", {"q": "a", "filter": {"term": {"colour": "red"}}}, 422, "filter.term"),
+    ("POST", "/v1/search", {"q": "a", "filter": {"range": {"brand": {"gte": 1}}}}, 422, "filter.range.brand"),
+    ("POST", "/v1/search", {"q": "a", "filter": {"term": {"price": "cheap"}}}, 422, "filter.term.price"),
+    ("POST", "/v1/search", {"q": "a", "filter": ["term"]}, 422, "filter"),
+    ("GET", "/v1/search?q=a&filter={not json", None, 422, "filter"),
+    ("GET", "/v1/search?q=a&size=1001", None, 422, "size"),
+    ("GET", "/v1/search?q=a&size=lots", None, 422, "size"),
+    ("POST", "/v1/search", {"q": "a", "size": 5000}, 422, "size"),
+    ("GET", "/v1/search?q=a&page=0", None, 422, "page"),
+    ("GET", "/v1/search?q=a&mode=psychic", None, 422, "mode"),
+    ("GET", "/v1/search?q=a&facets=colour", None, 422, "facets"),
+    ("GET", "/v1/search?q=a&sise=10", None, 422, "sise"),
+    ("POST", "/v1/search", '{"q": "a", "size": ', 422, "body"),
+    ("POST", "/v1/search", "", 422, "body"),
+    ("POST", "/v1/search", {"q": 12}, 422, "q"),
+    ("GET", "/v1/suggest?q=", None, 422, "q"),
+    ("GET", "/v1/suggest?q=ab&size=51", None, 422, "size"),
+    ("GET", "/v1/suggest?q=ab&filter=" + json.dumps({"exists": "colour"}), None, 422, "filter.exists"),
+    ("GET", "/v1/items/no-such-item/similar", None, 404, "id"),
+    ("GET", "/v1/items/x/similar?size=0", None, 422, "size"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    BAD_INPUTS,
+    ids=[f"{m} {p[:40]} {f}" for m, p, _, _, f in BAD_INPUTS],
+)
+def test_bad_input_is_a_4xx_naming_the_field(
+    live: Live, method: str, path: str, body: dict[str, Any] | str | None, status: int, field: str
+) -> None:
+    if isinstance(body, str):
+        response = live.client.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+    else:
+        response = live.client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert field in [d["field"] for d in detail], detail
+    assert all(d["message"] for d in detail)
+
+
+def test_openapi_documents_the_endpoints(live: Live) -> None:
+    spec = live.ok("/openapi.json")
+    assert {"/v1/search", "/v1/suggest", "/v1/items/{item_id}/similar"} <= set(spec["paths"])
+    assert set(spec["paths"]["/v1/search"]) == {"get", "post"}
+    assert "ErrorResponse" in spec["components"]["schemas"]
+
+
+# ---- deletion (last: it changes the catalog) --------------------------------------------------------------
+
+
+def test_a_deleted_item_never_appears_in_any_endpoint(live: Live) -> None:
+    victim = live.id_of(VICTIM)
+    neighbours = [h["id"] for h in live.ok(f"/v1/items/{victim}/similar", size=5)["items"]]
+    assert victim in ids(live.ok("/v1/search", q=VICTIM))
+    assert victim in [i["id"] for i in live.ok("/v1/suggest", q=VICTIM[:5])["items"]]
+    assert any(victim in ids(live.ok(f"/v1/items/{n}/similar", size=20)) for n in neighbours)
+
+    assert live.engine.delete(live.alias, [victim]).succeeded == [victim]
+    live.engine.refresh(live.alias)
+
+    for mode in ("hybrid", "keyword", "vector"):
+        assert victim not in ids(
+            live.ok("/v1/search", q=f"{VICTIM} astronauts stranded in space", mode=mode, size=1000)
+        ), mode
+    for q in (VICTIM[:3], VICTIM[:5], VICTIM, "gravty "):
+        got = live.ok("/v1/suggest", q=q, size=50, completions=50)
+        assert victim not in [i["id"] for i in got["items"]], q
+        assert VICTIM.lower() not in [c["text"] for c in got["completions"]], q
+    for n in neighbours:
+        assert victim not in ids(live.ok(f"/v1/items/{n}/similar", size=50))
+    gone = live.get(f"/v1/items/{victim}/similar")
+    assert gone.status_code == 404 and gone.json()["detail"][0]["field"] == "id"
+
+
+def test_no_live_index_is_a_503_not_a_crash(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    settings = ApiSettings(engine="embedded", data_dir=tmp_path / "var", index_alias="nothing-here")
+    with Server(create_app(settings, embedder=embedder)) as server:
+        response = httpx.get(f"{server.url}/v1/search", params={"q": "anything"}, timeout=30)
+    assert response.status_code == 503 and response.json()["detail"][0]["type"] == "unavailable"

@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.core.domain import Item
+from services.core.engines.base import Document, Hit
+from services.core.engines.embedded import EmbeddedEngine
+from services.core.errors import NotFoundError, ValidationError
+from services.core.filters import And, Filter, Term
+from services.core.settings import CoreSettings
+from services.search.settings import SuggestSettings
+from services.search.similar import SimilarItems
+from services.search.suggest import Suggester, completion_for, edit_distance, normalise_typed, only_visible
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("title", "typed", "want"),
+    [
+        ("The Shawshank Redemption", "the shaws", "the shawshank redemption"),
+        ("The Shawshank Redemption", "shawshenk red", "shawshank redemption"),  # typo in a completed word
+        ("The Godfather: Part II", "godfater ", "godfather"),  # a clause ends at the colon
+        ("The Lord of the Rings: The Two Towers", "lord of", "lord of the rings"),
+        ("The Lord of the Rings: The Two Towers", "rings the tw", "rings the two towers"),
+        ("The Lord of the Rings", "the ring", "the rings"),  # a consecutive match beats an earlier gapped one
+        ("The Dark Knight Rises", "knight dark", None),  # words out of order complete nothing
+        ("Amélie ☕ 東京物語", "amél", "amélie 東京物語"),
+        ("שלום עולם", "שלו", "שלום עולם"),
+        ("Spider-Man 2", "spider m", "spider man 2"),
+        ("Inception", "matrix", None),
+    ],
+)
+def test_completion_from_a_title(title: str, typed: str, want: str | None) -> None:
+    from services.core.engines.base import suggest_parts
+
+    completed, prefix = suggest_parts(normalise_typed(typed), 64)
+    assert completion_for(title, completed, prefix) == want
+
+
+def test_completion_is_capped_in_words() -> None:
+    assert completion_for("a b c d e f g h", [], "a", max_words=3) == "a b c"
+
+
+def test_edit_distance_counts_a_transposition_once_and_stops_at_the_limit() -> None:
+    assert edit_distance("godfater", "godfather", 2) == 1
+    assert edit_distance("shawshenk", "shawshank", 2) == 1
+    assert edit_distance("teh", "the", 1) == 1
+    assert edit_distance("abc", "xyzxyz", 2) == 3
+
+
+def test_normalise_typed_keeps_one_trailing_space() -> None:
+    assert normalise_typed("  the   dark ") == "the dark "
+    assert normalise_typed("Ame\u0301l") == "Amél"
+    assert normalise_typed("   ") == ""
+
+
+class FakeEngine:
+    """Answers prefix_suggest and vector_search from fixed lists, recording what it was asked."""
+
+    def __init__(self, prefix: list[Item], fuzzy: list[Item], vector: list[tuple[Item, float]]) -> None:
+        self._prefix, self._fuzzy, self._vector = prefix, fuzzy, vector
+        self.calls: list[tuple[str, str, Filter | None]] = []
+
+    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        self.calls.append(("prefix", text, filter))
+        found = self._fuzzy if text.endswith(" ") else self._prefix
+        return [Hit(it.id, 10.0 - n, it) for n, it in enumerate(found[:k])]
+
+    def vector_search(
+        self, alias: str, vector: np.ndarray, *, k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        self.calls.append(("vector", "", filter))
+        return [Hit(it.id, score, it) for it, score in self._vector[:k]]
+
+
+class FakeEmbedder:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    @property
+    def model_id(self) -> str:
+        return "fake"
+
+    @property
+    def dimension(self) -> int:
+        return 2
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+
+def it(
+    id: str, title: str, popularity: float | None = None, available: bool = True, brand: str | None = None
+) -> Item:
+    return Item.parse(
+        {"id": id, "title": title, "popularity": popularity, "available": available, "brand": brand}
+    )
+
+
+def test_suggest_fuses_legs_drops_unavailable_and_duplicates() -> None:
+    engine = FakeEngine(
+        prefix=[
+            it("a", "Godfather"),
+            it("gone", "Godfather Returns", available=False),
+            it("a2", "godfather  "),
+        ],
+        fuzzy=[it("b", "The Godfather Part II"), it("a", "Godfather")],
+        vector=[(it("c", "Mafia Story"), 0.5), (it("weak", "Cooking Show"), 0.1)],
+    )
+    embedder = FakeEmbedder()
+    with ThreadPoolExecutor(3) as pool:
+        s = Suggester(engine, "items", embedder, SuggestSettings(popularity_weight=0.0), executor=pool)  # type: ignore[arg-type]
+        result = s.run("godfathr", size=5)
+    ids = [i.id for i in result.items]
+    assert "gone" not in ids  # unavailable, even though the engine returned it
+    assert "a2" not in ids  # same title (case, spaces) and brand as "a": a duplicate
+    assert "weak" not in ids  # vector hit under the similarity floor
+    assert ids[0] == "a" and set(ids) == {"a", "b", "c"}
+    assert result.items[0].sources == ("prefix", "fuzzy")
+    assert [c.text for c in result.completions] == ["godfather", "godfather part ii"]
+    assert embedder.texts == ["godfathr"]
+    for _, _, flt in engine.calls:
+        assert flt == Term("available", True)
+
+
+def test_popularity_is_a_prior() -> None:
+    engine = FakeEngine(
+        prefix=[it("rare", "Star Trek", 1), it("hit", "Star Wars", 100000)], fuzzy=[], vector=[]
+    )
+    flat = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.0)).run("star")  # type: ignore[arg-type]
+    prior = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.5)).run("star")  # type: ignore[arg-type]
+    assert [i.id for i in flat.items] == ["rare", "hit"]
+    assert [i.id for i in prior.items] == ["hit", "rare"]
+
+
+def test_vector_leg_is_skipped_for_one_or_two_characters_and_fuzzy_for_short_words() -> None:
+    engine = FakeEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[])
+    embedder = FakeEmbedder()
+    s = Suggester(engine, "items", embedder, SuggestSettings())  # type: ignore[arg-type]
+    s.run("al")
+    assert embedder.texts == [] and [c[0] for c in engine.calls] == ["prefix"]
+    engine.calls.clear()
+    s.run("ali")
+    assert embedder.texts == ["ali"] and [c[0] for c in engine.calls] == ["prefix", "vector"]
+    engine.calls.clear()
+    s.run("alie")
+    assert [c[1] for c in engine.calls if c[0] == "prefix"] == ["alie", "alie "]
+
+
+def test_the_callers_filter_is_kept_with_availability() -> None:
+    flt = Term("brand", "Acme")
+    assert only_visible(flt) == And((Term("available", True), flt))
+    engine = FakeEngine(prefix=[], fuzzy=[], vector=[])
+    Suggester(engine, "items", None, SuggestSettings()).run("acme", filter=flt)  # type: ignore[arg-type]
+    assert engine.calls[0][2] == only_visible(flt)
+
+
+def test_suggest_refuses_bad_input() -> None:
+    s = Suggester(FakeEngine([], [], []), "items", None, SuggestSettings())  # type: ignore[arg-type]
+    for text, kwargs, field in [
+        ("   ", {}, "q"),
+        ("a", {"size": 0}, "size"),
+        ("a", {"completions": 51}, "completions"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            s.run(text, **kwargs)  # type: ignore[arg-type]
+        assert err.value.field == field
+
+
+def test_similar_excludes_the_item_honours_filters_and_404s(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(CoreSettings(data_dir=tmp_path))
+    try:
+        v = engine.create_version("items", dimension=8, model_id="m")
+        engine.point_alias("items", v.version)
+        rng = np.random.default_rng(0)
+        base = rng.normal(size=8).astype(np.float32)
+        docs = [
+            Document(
+                Item.parse({"id": f"i{n}", "brand": "even" if n % 2 == 0 else "odd"}),
+                (base + 0.1 * n * rng.normal(size=8)).astype(np.float32),
+            )
+            for n in range(12)
+        ]
+        assert engine.upsert("items", docs).ok
+        similar = SimilarItems(engine, "items")
+        result = similar.run("i0", size=5)
+        assert len(result.items) == 5 and "i0" not in [h.id for h in result.items]
+        assert [h.rank for h in result.items] == [1, 2, 3, 4, 5]
+        evens = similar.run("i0", size=20, filter=Term("brand", "even"))
+        assert {h.id for h in evens.items} == {f"i{n}" for n in range(2, 12, 2)}
+        with pytest.raises(NotFoundError):
+            similar.run("nope")
+    finally:
+        engine.close()
+
+
+class SlowEmbedder(FakeEmbedder):
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(0.3)
+        return super().embed(texts)
+
+
+def test_a_slow_vector_leg_is_left_behind_and_its_vector_cached_for_the_next_keystroke() -> None:
+    from services.search.cache import CachingEmbedder
+
+    engine = FakeEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
+    cached = CachingEmbedder(SlowEmbedder())
+    with ThreadPoolExecutor(3) as pool:
+        s = Suggester(engine, "items", cached, SuggestSettings(vector_budget_ms=20), executor=pool)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        first = s.run("alien")
+        assert time.perf_counter() - start < 0.25  # did not wait for the 0.3 s embedding
+        assert [i.id for i in first.items] == ["a"]
+        vector_leg = next(leg for leg in first.legs if leg.name == "vector")
+        assert vector_leg.skipped and vector_leg.hits == 0
+        time.sleep(0.4)  # the embedding finished in the background and is cached
+        second = s.run("alien")
+    assert [i.id for i in second.items] == ["a", "b"]
+    assert all(leg.skipped is None for leg in second.legs)
