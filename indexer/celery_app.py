@@ -12,6 +12,7 @@ from indexer.settings import IndexerSettings
 
 DRAIN = "trawl.ingest.drain"
 RECONCILE = "trawl.ingest.reconcile"
+REINDEX = "trawl.admin.reindex"
 
 
 def create_celery(settings: IndexerSettings) -> Celery:
@@ -22,7 +23,11 @@ def create_celery(settings: IndexerSettings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=q.prefetch,
         task_default_queue=q.queue,
-        task_routes={DRAIN: {"queue": q.queue}, RECONCILE: {"queue": q.control_queue}},
+        task_routes={
+            DRAIN: {"queue": q.queue},
+            RECONCILE: {"queue": q.control_queue},
+            REINDEX: {"queue": q.control_queue},
+        },
         task_soft_time_limit=q.soft_time_limit_s,
         task_time_limit=q.time_limit_s,
         task_ignore_result=True,

@@ -247,6 +247,18 @@ class EventLedger:
             )
         return cur.rowcount
 
+    def in_flight_since_before(self, when: float) -> int:
+        """Events a worker claimed before `when` and has not finished: a reindex waits for them to drain."""
+        row = (
+            self._conn()
+            .execute("SELECT count(*) FROM events WHERE state = 'processing' AND updated_at < ?", (when,))
+            .fetchone()
+        )
+        return int(row[0])
+
+    def live_item_count(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM items WHERE deleted = 0").fetchone()[0])
+
     def ready_count(self) -> int:
         row = (
             self._conn()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -21,7 +22,7 @@ from indexer.source_of_truth import SourceOfTruth, SourceRecord
 from indexer.text import compose_text
 from services.core.domain import Item
 from services.core.embedding import Embedder
-from services.core.engines.base import Document, SearchEngine
+from services.core.engines.base import Document, SearchEngine, Vector
 from services.core.errors import ItemValidationError, TransientEngineError
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Target:
+    version: int | None
+    embedder: Embedder
+
+
+@dataclass(frozen=True)
 class BatchReport:
     indexed: int = 0
     superseded: int = 0
@@ -83,7 +90,10 @@ class IngestPipeline:
         engine: SearchEngine,
         embedder: Embedder,
         source: SourceOfTruth,
+        targets: Callable[[], list[Target]] | None = None,
     ) -> None:
+        """`targets`: the index versions every write goes to, each with the model its vectors come from
+        (the live version, plus a version being rebuilt by a reindex). Default: the live version only."""
         self._settings = settings
         self._pipe = settings.pipeline
         self._ledger = ledger
@@ -91,6 +101,11 @@ class IngestPipeline:
         self._embedder = embedder
         self._source = source
         self._alias = settings.index_alias
+        self._targets = targets or self._live_target
+
+    def _live_target(self) -> list[Target]:
+        live = self._engine.live_version(self._alias)
+        return [Target(live.version if live else None, self._embedder)]
 
     # ---- planning: pure, no I/O but the state lookup ------------------------------------------------
 
@@ -104,6 +119,11 @@ class IngestPipeline:
             state = current.get(item_id)
             changed = False
             for ev in sorted(evs, key=lambda e: (e.version, e.seq)):
+                if ev.op == "resync":
+                    # Rewrite the current state to every target (a reindex repairs its new version this way).
+                    plan.states[item_id] = state or ItemState(item_id, 0, True, None, None)
+                    plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.INDEXED))
+                    continue
                 if state is not None and ev.version <= state.version:
                     # Older than what is applied, or a replay of it: nothing to do.
                     plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.SUPERSEDED))
@@ -184,10 +204,15 @@ class IngestPipeline:
         for state in plan.states.values():  # source of truth first: a reindex rebuilds from it
             self._source.put(SourceRecord(state.item_id, state.version, state.deleted, state.item))
 
-        embedded, engine_failures = self._index(live)
-        if gone:
-            result = self._engine.delete(self._alias, gone)
-            engine_failures.update({f.id: f.reason for f in result.failed if f.reason != "not found"})
+        embedded, engine_failures = 0, {}
+        vectors_by_model: dict[str, dict[str, Vector]] = {}
+        for target in self._targets():
+            n, failures = self._index(live, target, vectors_by_model.setdefault(target.embedder.model_id, {}))
+            embedded += n
+            engine_failures.update(failures)
+            if gone:
+                result = self._engine.delete(self._alias, gone, version=target.version)
+                engine_failures.update({f.id: f.reason for f in result.failed if f.reason != "not found"})
 
         states = [s for i, s in plan.states.items() if i not in engine_failures]
         outcomes = list(plan.failed)
@@ -225,15 +250,20 @@ class IngestPipeline:
             embedded,
         )
 
-    def _index(self, live: dict[str, ItemState]) -> tuple[int, dict[str, str]]:
-        """Embed and write the items whose content the engine does not hold yet."""
+    def _index(
+        self, live: dict[str, ItemState], target: Target, vectors: dict[str, Vector]
+    ) -> tuple[int, dict[str, str]]:
+        """Embed (once per model) and write the items whose content the target version does not hold yet."""
         if not live:
             return 0, {}
-        held = {d.item.id: d.content_hash for d in self._engine.get(self._alias, list(live))}
+        held = {d.item.id: d.content_hash for d in self._engine.get(self._alias, list(live), version=target.version)}
         todo = [Item.model_validate(s.item) for i, s in live.items() if held.get(i) != s.hash]
         if not todo:
             return 0, {}
-        texts = [compose_text(it, self._pipe.embed_fields, self._pipe.embed_max_chars) for it in todo]
-        vectors = self._embedder.embed(texts)
-        result = self._engine.upsert(self._alias, [Document(it, v) for it, v in zip(todo, vectors, strict=True)])
-        return len(todo), {f.id: f.reason for f in result.failed}
+        fresh = [it for it in todo if it.id not in vectors]
+        if fresh:
+            texts = [compose_text(it, self._pipe.embed_fields, self._pipe.embed_max_chars) for it in fresh]
+            vectors.update(zip((it.id for it in fresh), target.embedder.embed(texts), strict=True))
+        docs = [Document(it, vectors[it.id]) for it in todo]
+        result = self._engine.upsert(self._alias, docs, version=target.version)
+        return len(fresh), {f.id: f.reason for f in result.failed}

@@ -38,6 +38,8 @@ class IndexerSettings(CoreSettings):
     # Empty: Redis on the stack must be given; the embedded default uses SQLite through kombu, no server.
     broker_url: str = ""
     queues: QueueSettings = Field(default_factory=QueueSettings)
+    # Index versions kept after a reindex: the live one and this many minus one for rollback.
+    reindex_keep_versions: int = 2
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     def resolved_broker_url(self) -> str:

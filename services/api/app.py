@@ -10,15 +10,18 @@ import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from indexer.celery_app import create_celery
-from indexer.runtime import ledger_for
+from indexer.admin_store import admin_store_for
+from indexer.celery_app import REINDEX, create_celery
+from indexer.reindex import ReindexRunner
+from indexer.runtime import IndexerRuntime, ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
 from services.api.errors import install_error_handlers
-from services.api.routes import events, v1
+from services.api.routes import admin_indices, events, v1, web
 from services.api.settings import ApiSettings
-from services.core.embedding import Embedder, SentenceTransformerEmbedder
+from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
+from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
 DESCRIPTION = """
@@ -41,14 +44,29 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         app.state.s3_events = S3EventHandler(app.state.ingest, app.state.ingest_ledger, s3_client(settings.blobs))
         model = embedder
         if model is None and settings.load_model:
-            model = await anyio.to_thread.run_sync(SentenceTransformerEmbedder, settings.embedding)
-        search = build_search_services(settings, settings.search, app.state.engine, model)
-        app.state.search = search
-        app.state.embedder = search.embedder
+            model = await anyio.to_thread.run_sync(build_embedder, settings.embedding)
+        app.state.admin_store = admin_store_for(settings.data_dir)
+        pool = None
+        if model is not None:
+            app.state.admin_store.remember_model(model.model_id, settings.embedding.model)
+            pool = EmbedderPool(settings.embedding, app.state.admin_store.model_spec, preloaded=[model])
+        app.state.embedder = model
+        app.state.live_search = LiveSearch(
+            app.state.engine,
+            settings.index_alias,
+            pool,
+            lambda engine, emb: build_search_services(settings, settings.search, engine, emb),
+        )
+        runtime = IndexerRuntime(settings)
+        runtime.engine = app.state.engine  # one client per process
+        app.state.reindexer = ReindexRunner(runtime)
+        celery = create_celery(settings)
+        app.state.reindex_queue = lambda job_id: celery.send_task(REINDEX, args=[job_id], retry=False)
         try:
             yield
         finally:
-            search.close()
+            app.state.live_search.close()
+            app.state.admin_store.close()
             app.state.ingest_ledger.close()
             app.state.engine.close()
 
@@ -56,6 +74,8 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
     install_error_handlers(app)
     app.include_router(v1)
     app.include_router(events.router)
+    app.include_router(admin_indices.router)
+    app.include_router(web.router)  # the web page at / and /admin.html (routes/web.py)
     # app.include_router(admin.router)    rules and model registry (routes/admin.py, issue 7)
 
     @app.get("/healthz", tags=["ops"])

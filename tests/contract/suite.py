@@ -98,6 +98,27 @@ class EngineContract:
         assert engine.count(alias, version=new.version) == 1
         assert [d.item.id for d in engine.get(alias, ["item-2"], version=new.version)] == ["item-2"]
         assert engine.get(alias, ["item-2"]) == []
+        # queries can name a version too: a query embedded with that version's model searches exactly it
+        assert [h.id for h in engine.keyword_search(alias, "catalog entry", k=5, version=new.version)] == ["item-2"]
+        assert [h.id for h in engine.vector_search(alias, vec(2), k=5, version=new.version)] == ["item-2"]
+        assert [h.id for h in engine.prefix_suggest(alias, "catalog ent", k=5, version=new.version)] == ["item-2"]
+        assert [h.id for h in engine.keyword_search(alias, "catalog entry", k=5)] == ["item-1"]
+
+    def test_copy_version_copies_documents_with_their_vectors(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i) for i in range(120)])
+        live = engine.live_version(alias)
+        new = engine.create_version(alias, dimension=DIM, model_id="test-model")
+        assert live is not None
+        seen: list[tuple[int, int]] = []
+        copied = engine.copy_version(
+            alias, live.version, new.version, progress=lambda d, t: seen.append((d, t)) or True
+        )
+        engine.refresh(alias, version=new.version)
+        assert copied == 120 and engine.count(alias, version=new.version) == 120
+        assert seen and seen[-1] == (120, 120)
+        (got,) = engine.get(alias, ["item-7"], with_vectors=True, version=new.version)
+        assert got.vector is not None and np.allclose(got.vector, vec(7), atol=1e-5)
+        assert [h.id for h in engine.vector_search(alias, vec(7), k=1, version=new.version)] == ["item-7"]
 
     # ---- writes and reads by id -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from services.core.domain import Item
 from tests.integration.conftest import wait_until_done
 from tests.integration.test_ingestion import engine_for, ledger_for, post_events
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(1800)]
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 N_EVENTS = 10_000
 N_ITEMS = 1500

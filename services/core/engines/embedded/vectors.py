@@ -61,6 +61,7 @@ class VectorIndex:
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-                sel=selector, efSearch=max(self._settings.hnsw_ef_search, k))
+                sel=selector, efSearch=max(self._settings.hnsw_ef_search, k)
+            )
             scores, ids = self._index.search(q, k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,7 +105,12 @@ class OpenSearchEngine:
         return sorted((self._describe(n, m, n in live) for n, m in metas.items()), key=lambda v: v.version)
 
     def live_version(self, alias: str) -> IndexVersion | None:
-        return next((v for v in self.list_versions(alias) if v.live), None)
+        names = self._live_names(alias)
+        if not names:
+            return None
+        mapping = self._call(lambda: self._client.indices.get_mapping(index=names[0]))
+        meta = mapping[names[0]]["mappings"].get("_meta", {}).get("trawl", {})
+        return self._describe(names[0], meta, live=True) if meta.get("alias") == alias else None
 
     def _describe(self, name: str, meta: dict[str, Any], live: bool) -> IndexVersion:
         count = int(self._retry(lambda: self._client.count(index=name))["count"])
@@ -233,6 +238,31 @@ class OpenSearchEngine:
         index = self._name(alias, version)
         return int(self._call(lambda: self._client.count(index=index))["count"])
 
+    def copy_version(
+        self, alias: str, source: int, target: int, *, progress: Callable[[int, int], bool] | None = None
+    ) -> int:
+        """Server-side `_reindex`: vectors travel inside the cluster, nothing is re-embedded or sent to us."""
+        src, dst = version_index_name(alias, source), version_index_name(alias, target)
+        body = {"source": {"index": src, "size": 1000}, "dest": {"index": dst}, "conflicts": "proceed"}
+        task = self._call(
+            lambda: self._client.reindex(body=body, wait_for_completion=False, refresh=True, slices="auto")
+        )["task"]
+        while True:
+            status = self._call(lambda: self._client.tasks.get(task_id=task))
+            st = status["task"]["status"]
+            done = int(st.get("created", 0)) + int(st.get("updated", 0))
+            if status.get("completed"):
+                failures = status.get("response", {}).get("failures") or []
+                if failures or status.get("error"):
+                    raise EngineError(f"_reindex {src} -> {dst} failed: {(failures or [status.get('error')])[0]}")
+                if progress is not None:
+                    progress(done, int(st.get("total", done)))
+                return done
+            if progress is not None and progress(done, int(st.get("total", 0))) is False:
+                self._call(lambda: self._client.tasks.cancel(task_id=task))
+                return done
+            time.sleep(0.5)
+
     def refresh(self, alias: str, *, version: int | None = None) -> None:
         index = self._name(alias, version)
         self._call(lambda: self._client.indices.refresh(index=index))
@@ -261,9 +291,9 @@ class OpenSearchEngine:
 
     # ---- queries -------------------------------------------------------------------------------------
 
-    def _search(self, alias: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def _search(self, index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         body["_source"] = {"excludes": ["vector"]}
-        response = self._call(lambda: self._client.search(index=alias, body=body))
+        response = self._call(lambda: self._client.search(index=index, body=body))
         shards = response.get("_shards", {})
         if shards.get("failed"):
             # A partial answer would silently drop results; let the caller retry or degrade knowingly.
@@ -286,6 +316,7 @@ class OpenSearchEngine:
         k: int,
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
+        version: int | None = None,
     ) -> list[Hit]:
         check_k(k)
         fields = [f"{TEXT_FIELD_NAMES[f]}^{w}" for f, w in resolve_boosts(boosts).items()]
@@ -301,9 +332,11 @@ class OpenSearchEngine:
             }
         }
         body = {"size": k, "query": {"bool": {"must": [match], "filter": filter_clause(filter)}}}
-        return self._hits(self._search(alias, body))
+        return self._hits(self._search(self._name(alias, version), body))
 
-    def vector_search(self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None) -> list[Hit]:
+    def vector_search(
+        self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
         check_k(k)
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(query)) or not query.any():
@@ -317,9 +350,11 @@ class OpenSearchEngine:
             knn["filter"] = filter_clause(filter)[0]  # efficient filtering: applied inside the HNSW search
         body = {"size": k, "query": {"knn": {"vector": knn}}}
         # The cosinesimil space scores (1 + cos) / 2; both engines report the cosine itself.
-        return self._hits(self._search(alias, body), score=lambda s: 2.0 * float(s) - 1.0)
+        return self._hits(self._search(self._name(alias, version), body), score=lambda s: 2.0 * float(s) - 1.0)
 
-    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+    def prefix_suggest(
+        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
         check_k(k)
         completed, prefix = suggest_parts(text, self._max_terms)
         if not completed and not prefix:
@@ -343,7 +378,7 @@ class OpenSearchEngine:
             "size": k,
             "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}},
         }
-        return self._hits(self._search(alias, body))
+        return self._hits(self._search(self._name(alias, version), body))
 
     def close(self) -> None:
         self._client.close()
