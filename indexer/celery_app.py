@@ -35,7 +35,14 @@ def create_celery(settings: IndexerSettings) -> Celery:
         broker_transport_options={"visibility_timeout": max(60, int(settings.pipeline.lease_s))}
         if settings.resolved_broker_url().startswith("redis")
         else {},
-        beat_schedule={"reconcile": {"task": RECONCILE, "schedule": settings.pipeline.reconcile_every_s}},
+        beat_schedule={
+            # A busy worker must not find a pile of stale reconcile ticks: each expires before the next.
+            "reconcile": {
+                "task": RECONCILE,
+                "schedule": settings.pipeline.reconcile_every_s,
+                "options": {"expires": settings.pipeline.reconcile_every_s},
+            }
+        },
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )

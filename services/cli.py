@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from services.core.errors import TrawlError
+
+if TYPE_CHECKING:
+    from indexer.runtime import IndexerRuntime
 
 app = typer.Typer(
     help="trawl: hybrid search and recommendations. Every command reads TRAWL_* settings.",
@@ -40,7 +43,7 @@ def _setup() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
@@ -215,6 +218,101 @@ def dlq_replay(
     count = ledger.replay(None if all_ else event_ids)
     IngestService(ledger, create_celery(settings)).wake()
     console.print(f"{count} events queued again")
+
+
+@app.command()
+def reindex(
+    model: Annotated[str | None, typer.Option(help="Re-embed with this model (path or package:name).")] = None,
+    attach: Annotated[str | None, typer.Option(help="Follow a running job instead of starting one.")] = None,
+    inline: Annotated[bool, typer.Option(help="Run the job in this process instead of a worker.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild the index into a new version and swap the alias to it, with no downtime."""
+    import threading
+
+    from indexer.admin_store import JobConflictError
+    from indexer.celery_app import REINDEX, create_celery
+    from indexer.reindex import ReindexRunner
+    from indexer.runtime import IndexerRuntime
+    from indexer.settings import IndexerSettings
+
+    settings = IndexerSettings()
+    runtime = IndexerRuntime(settings)
+    runner = ReindexRunner(runtime)
+    if attach:
+        job = runtime.admin.get(attach)
+        if job is None:
+            _fail(f"no job {attach}")
+    else:
+        try:
+            job = runner.start(model)
+        except JobConflictError as exc:
+            _fail(f"{exc} (follow it with `trawl reindex --attach {exc.job_id}`)", 3)
+        if inline:
+            threading.Thread(target=runner.run, args=(job.job_id,), daemon=True).start()
+        else:
+            create_celery(settings).send_task(REINDEX, args=[job.job_id])
+    assert job is not None
+    _follow_job(runtime, job.job_id, as_json)
+
+
+@app.command()
+def rollback(as_json: JsonFlag = False) -> None:
+    """Point the alias back at the previous index version (then repair it with changes since the swap)."""
+    import threading
+
+    from indexer.reindex import ReindexRunner
+    from indexer.runtime import IndexerRuntime
+    from indexer.settings import IndexerSettings
+
+    runtime = IndexerRuntime(IndexerSettings())
+    runner = ReindexRunner(runtime)
+    job = runner.rollback()
+    threading.Thread(target=runner.run, args=(job.job_id,), daemon=True).start()
+    _follow_job(runtime, job.job_id, as_json)
+
+
+def _follow_job(runtime: IndexerRuntime, job_id: str, as_json: bool) -> None:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("pending", total=None, note="")
+        while True:
+            job = runtime.admin.get(job_id)
+            assert job is not None
+            progress.update(
+                bar,
+                description=f"{job.kind} {job.job_id} {job.phase.value}",
+                completed=job.done,
+                total=job.total or None,
+                note=job.message[:60],
+            )
+            if not job.active:
+                break
+            time.sleep(0.5)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "job_id": job.job_id,
+                    "phase": job.phase.value,
+                    "to_version": job.to_version,
+                    "done": job.done,
+                    "embedded": job.embedded,
+                    "message": job.message,
+                }
+            )
+        )
+    else:
+        console.print(f"{job.phase.value}: {job.message}")
+    if job.phase.value != "done":
+        raise typer.Exit(1)
 
 
 @app.command()
