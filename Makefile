@@ -5,6 +5,10 @@ PY = $(VENV)/bin/python
 
 .PHONY: venv test test-unit test-fast lint services-up services-down demo bench eval clean
 
+## The platform's main job on the embedded default: ingest the film catalog, serve search and the page.
+demo:
+	$(VENV)/bin/trawl demo
+
 venv:
 	@infra/venv.sh
 

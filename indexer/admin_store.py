@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, alias TEXT NOT NULL, kind TEXT NOT NULL, phase TEXT NOT NULL,
     model_spec TEXT NOT NULL, model_id TEXT, from_version INTEGER, to_version INTEGER,
     done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, embedded INTEGER NOT NULL DEFAULT 0,
+    backfill_s REAL NOT NULL DEFAULT 0,
     errors TEXT NOT NULL DEFAULT '[]', message TEXT NOT NULL DEFAULT '', cancel INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, phase_at REAL NOT NULL, heartbeat_at REAL NOT NULL
 );
@@ -63,6 +64,7 @@ class Job:
     done: int
     total: int
     embedded: int
+    backfill_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     message: str = ""
     cancel: bool = False

@@ -167,7 +167,7 @@ class ReindexRunner:
         else:
             job = self._reembed(job, progress)
         self._rt.engine.refresh(self._alias, version=job.to_version)
-        return self._rt.admin.update(job.job_id, phase=Phase.VERIFY)
+        return self._rt.admin.update(job.job_id, phase=Phase.VERIFY, backfill_s=time.monotonic() - started)
 
     def _reembed(self, job: Job, progress: Callable[[int, int], bool]) -> Job:
         """A model change: every item of the source of truth is embedded once with the new model."""

