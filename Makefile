@@ -35,5 +35,16 @@ services-up:
 services-down:
 	@infra/services-down.sh
 
+## Benchmarks (see docs/benchmarks.md): ingestion, reindex, query latency at 100k items.
+bench:
+	$(VENV)/bin/trawl bench ingest
+	$(VENV)/bin/trawl bench reindex
+	$(VENV)/bin/trawl bench query
+
+## Evaluations on real judgments (see docs/evaluation.md): ranking on Cranfield, recommendations on MovieLens.
+eval:
+	$(VENV)/bin/trawl eval ranking
+	$(VENV)/bin/trawl eval recs
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

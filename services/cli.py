@@ -330,6 +330,37 @@ def _follow_job(runtime: IndexerRuntime, job_id: str, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    which: Annotated[str, typer.Argument(help="ingest | reindex | query")],
+) -> None:
+    """Run a benchmark (figures next to a baseline from the same run; JSON under docs/results/)."""
+    modules = {"ingest": "services.bench.ingest", "reindex": "services.bench.reindex", "query": "services.bench.query"}
+    if which not in modules:
+        _fail(f"unknown benchmark {which!r}; choose one of {', '.join(modules)}")
+    _run_module(modules[which], ctx.args)
+
+
+@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate(
+    ctx: typer.Context,
+    which: Annotated[str, typer.Argument(help="ranking (Cranfield) | recs (MovieLens 100k)")],
+) -> None:
+    """Run an evaluation on real judgments, next to its baselines (JSON under docs/results/)."""
+    modules = {"ranking": "services.ranking.evaluate", "recs": "services.recs.evaluate"}
+    if which not in modules:
+        _fail(f"unknown evaluation {which!r}; choose one of {', '.join(modules)}")
+    _run_module(modules[which], ctx.args)
+
+
+def _run_module(module: str, args: list[str]) -> None:
+    import runpy
+
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__")
+
+
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Index versions behind the alias, and the ingestion ledger's counts."""

@@ -4,8 +4,6 @@ real embeddings, written through the engine contract; once on the embedded engin
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -16,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -24,11 +21,12 @@ from services.core.domain import Item
 from services.core.embedding import SentenceTransformerEmbedder
 from services.core.engines import build_engine
 from services.core.engines.base import Document, SearchEngine
-from services.core.settings import EmbeddingSettings, OpenSearchSettings
+from services.core.settings import OpenSearchSettings
+from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
 
-SYNTHETIC = [
+SYNTHETIC: list[dict[str, Any]] = [
     {
         "id": "syn-amelie",
         "title": "Amélie ☕ 東京物語 🎬",
@@ -85,45 +83,13 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(EmbeddingSettings())
+def documents(embedder: SentenceTransformerEmbedder, film_documents: list[Document]) -> list[Document]:
+    """The films (shared, see conftest.py) and this module's synthetic items."""
+    from tests.e2e.films import embedding_text
 
-
-@pytest.fixture(scope="module")
-def documents(embedder: SentenceTransformerEmbedder) -> list[Document]:
-    pytest.importorskip("bokeh_sampledata", reason="the film catalog comes from the bokeh-sampledata package")
-    from tests.e2e.films import embedding_text, load_films
-
-    items = load_films(300) + [Item.parse(s) for s in SYNTHETIC]
+    items = [Item.parse(s) for s in SYNTHETIC]
     vectors = embedder.embed([embedding_text(i) for i in items])
-    return [Document(i, v) for i, v in zip(items, vectors, strict=True)]
-
-
-class Server:
-    """uvicorn in a background thread, on a socket bound to a free loopback port before it starts."""
-
-    def __init__(self, app: Any) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-        self._sock.close()
+    return film_documents + [Document(i, v) for i, v in zip(items, vectors, strict=True)]
 
 
 @pytest.fixture(scope="module", params=["embedded", pytest.param("opensearch", marks=pytest.mark.opensearch)])
