@@ -17,7 +17,7 @@ from indexer.runtime import IndexerRuntime, ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
 from services.api.errors import install_error_handlers
-from services.api.routes import admin_indices, events, v1, web
+from services.api.routes import admin_dlq, admin_indices, events, v1, web
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
@@ -75,6 +75,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
     app.include_router(v1)
     app.include_router(events.router)
     app.include_router(admin_indices.router)
+    app.include_router(admin_dlq.router)
     app.include_router(web.router)  # the web page at / and /admin.html (routes/web.py)
     # app.include_router(admin.router)    rules and model registry (routes/admin.py, issue 7)
 

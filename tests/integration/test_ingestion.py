@@ -116,6 +116,8 @@ def test_dead_letter_holds_a_bad_event_with_its_reason_and_replay_works_once_fix
             check=True,
         )
         assert [e["event_id"] for e in json.loads(listed.stdout)] == [patch_id]
+        dlq = client.get("/admin/dlq").json()  # no admin key configured: loopback callers only
+        assert dlq["count"] == 1 and dlq["events"][0]["error"] == status["error"]
 
         client.post(
             "/v1/events/content",
