@@ -172,9 +172,18 @@ def test_s3_notifications_ingest_and_remove_objects(stack_env: dict[str, str], s
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack_env["TRAWL_BLOBS__BUCKET"])["Contents"]]
     assert len(keys) == 5
 
+    # the bulk CLI reads an s3:// prefix too
+    s3.put_object(Bucket=bucket, Key="bulk/part-1.json", Body=json.dumps([{"id": "bulk-1", "title": "Delta wing"}]))
+    done = subprocess.run([sys.executable, "-m", "services.cli", "ingest", f"s3://{bucket}/bulk/", "--json"],
+                          env=_env(stack_env), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 1
+    engine.refresh(alias)
+    assert [d.item.title for d in engine.get(alias, ["bulk-1"])] == ["Delta wing"]
+
     s3.delete_object(Bucket=bucket, Key="drops/batch one.jsonl")
     assert notify("ObjectRemoved:Delete")["objects"][0]["accepted"] == 5
-    wait_until_done(ledger_for(stack_env), timeout=120, expect=10)
+    wait_until_done(ledger_for(stack_env), timeout=120, expect=11)
     engine.refresh(alias)
     assert engine.get(alias, [f"s3-{i}" for i in range(5)]) == []
     engine.drop_alias(alias)
