@@ -15,6 +15,10 @@ print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 PY
 )
 venv="$cache/venv-$key"
+mkdir -p "$cache"
+# One builder at a time: a second caller waits for the first instead of deleting its half-built venv.
+exec 9>"$cache/venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "creating virtualenv $venv (first run: torch and the model are large, a few minutes)" >&2
   rm -rf "$venv"
