@@ -30,7 +30,7 @@ class OpenSearchSettings(BaseModel):
     # k-NN: the Maven build of the plugin has no Faiss/nmslib native code, so `lucene` is the default here.
     knn_engine: Literal["lucene", "faiss", "nmslib"] = "lucene"
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 128
+    hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 100
     bulk_chunk: int = 500
 

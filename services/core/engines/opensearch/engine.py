@@ -243,10 +243,17 @@ class OpenSearchEngine:
     ) -> int:
         """Server-side `_reindex`: vectors travel inside the cluster, nothing is re-embedded or sent to us."""
         src, dst = version_index_name(alias, source), version_index_name(alias, target)
-        body = {"source": {"index": src, "size": 1000}, "dest": {"index": dst}, "conflicts": "proceed"}
-        task = self._call(
-            lambda: self._client.reindex(body=body, wait_for_completion=False, refresh=True, slices="auto")
-        )["task"]
+        # A bulk load: no periodic refreshes (each makes a small segment whose HNSW graph is rebuilt on merge).
+        self._call(lambda: self._client.indices.put_settings(index=dst, body={"index": {"refresh_interval": "-1"}}))
+        try:
+            return self._run_reindex(src, dst, progress)
+        finally:
+            self._call(lambda: self._client.indices.put_settings(index=dst, body={"index": {"refresh_interval": None}}))
+            self._call(lambda: self._client.indices.refresh(index=dst))
+
+    def _run_reindex(self, src: str, dst: str, progress: Callable[[int, int], bool] | None) -> int:
+        body = {"source": {"index": src, "size": 2000}, "dest": {"index": dst}, "conflicts": "proceed"}
+        task = self._call(lambda: self._client.reindex(body=body, wait_for_completion=False, slices="auto"))["task"]
         while True:
             status = self._call(lambda: self._client.tasks.get(task_id=task))
             st = status["task"]["status"]
