@@ -7,7 +7,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cranfield"
+# The shared data folder sits beside the checkout (../shared/data); /work/shared is where workplaces mount it.
+CANDIDATE_DIRS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cranfield",
+    Path("/work/shared/data/cranfield"),
+)
+DEFAULT_DIR = next((d for d in CANDIDATE_DIRS if (d / "cran.all.1400").exists()), CANDIDATE_DIRS[0])
+
+
+def available(folder: Path = DEFAULT_DIR) -> bool:
+    return (folder / "cran.all.1400").exists()
 
 
 @dataclass(frozen=True)
