@@ -17,10 +17,12 @@ from indexer.runtime import IndexerRuntime, ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
 from services.api.errors import install_error_handlers
-from services.api.routes import admin_dlq, admin_indices, events, v1, web
+from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rules, events, v1, web
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
+from services.ranking.service import build_ranking_service
+from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
@@ -51,11 +53,18 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             app.state.admin_store.remember_model(model.model_id, settings.embedding.model)
             pool = EmbedderPool(settings.embedding, app.state.admin_store.model_spec, preloaded=[model])
         app.state.embedder = model
+        # the scoring and re-ranking stages are the process's, shared by the services of every index version
+        app.state.ranking = await anyio.to_thread.run_sync(build_ranking_service, settings, settings.ranking)
+        app.state.rules, rules_reranker = build_rules(settings, settings.rules, app.state.engine)
+        scorer = app.state.ranking.scorer
+        reranker = rules_reranker if settings.rules.enabled else None
         app.state.live_search = LiveSearch(
             app.state.engine,
             settings.index_alias,
             pool,
-            lambda engine, emb: build_search_services(settings, settings.search, engine, emb),
+            lambda engine, emb: build_search_services(
+                settings, settings.search, engine, emb, scorer=scorer, reranker=reranker
+            ),
         )
         runtime = IndexerRuntime(settings)
         runtime.engine = app.state.engine  # one client per process
@@ -66,6 +75,8 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             yield
         finally:
             app.state.live_search.close()
+            app.state.ranking.close()
+            app.state.rules.close()
             app.state.admin_store.close()
             app.state.ingest_ledger.close()
             app.state.engine.close()
@@ -76,8 +87,9 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
     app.include_router(events.router)
     app.include_router(admin_indices.router)
     app.include_router(admin_dlq.router)
+    app.include_router(admin_rules.router)  # /admin/rules (routes/admin_rules.py)
+    app.include_router(admin_model.router)  # /admin/model, /admin/model/reload (routes/admin_model.py)
     app.include_router(web.router)  # the web page at / and /admin.html (routes/web.py)
-    # app.include_router(admin.router)    rules and model registry (routes/admin.py, issue 7)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

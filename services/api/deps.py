@@ -10,6 +10,8 @@ from fastapi import Depends, Header, HTTPException, Request
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder
 from services.core.engines.base import SearchEngine
+from services.ranking.service import RankingService
+from services.rules.service import RuleService
 from services.search.pipeline import SearchPipeline
 from services.search.service import SearchServices
 from services.search.similar import SimilarItems
@@ -55,6 +57,18 @@ def get_similar(search: SearchServicesDep) -> SimilarItems:
 SearchPipelineDep = Annotated[SearchPipeline, Depends(get_pipeline)]
 SuggesterDep = Annotated[Suggester, Depends(get_suggester)]
 SimilarItemsDep = Annotated[SimilarItems, Depends(get_similar)]
+
+
+def get_ranking(request: Request) -> RankingService:
+    return cast(RankingService, request.app.state.ranking)
+
+
+def get_rules(request: Request) -> RuleService:
+    return cast(RuleService, request.app.state.rules)
+
+
+RankingDep = Annotated[RankingService, Depends(get_ranking)]
+RulesDep = Annotated[RuleService, Depends(get_rules)]
 
 
 def require_admin(request: Request, x_admin_key: Annotated[str | None, Header()] = None) -> None:

@@ -16,7 +16,7 @@ from services.search.cache import CachingEmbedder
 from services.search.facets import FacetCounter
 from services.search.fusion import build_fuser
 from services.search.pipeline import SearchPipeline
-from services.search.protocols import Retriever
+from services.search.protocols import Reranker, Retriever, Scorer
 from services.search.reranking import NoopReranker
 from services.search.retrievers import CandidateGenerator, KeywordRetriever, VectorRetriever
 from services.search.scoring import PassthroughScorer
@@ -38,9 +38,17 @@ class SearchServices:
 
 
 def build_search_services(
-    core: CoreSettings, search: SearchSettings, engine: SearchEngine, embedder: Embedder | None
+    core: CoreSettings,
+    search: SearchSettings,
+    engine: SearchEngine,
+    embedder: Embedder | None,
+    *,
+    scorer: Scorer | None = None,
+    reranker: Reranker | None = None,
 ) -> SearchServices:
-    """Without an embedder (a tool that never embeds) search is keyword-only and suggest has no vector leg."""
+    """Without an embedder (a tool that never embeds) search is keyword-only and suggest has no vector leg.
+    `scorer` and `reranker` fill the scoring and re-ranking slots (services/ranking, services/rules); without
+    them the fused order is final."""
     alias = core.index_alias
     executor = ThreadPoolExecutor(max_workers=search.workers, thread_name_prefix="search-leg")
     cached = CachingEmbedder(embedder, search.query_vector_cache) if embedder is not None else None
@@ -50,8 +58,8 @@ def build_search_services(
     pipeline = SearchPipeline(
         CandidateGenerator(retrievers, executor),
         build_fuser(search.fusion, weights=search.weights, rrf_k=search.rrf_k),
-        PassthroughScorer(),
-        NoopReranker(),
+        scorer or PassthroughScorer(),
+        reranker or NoopReranker(),
         FacetCounter(core.catalog, size=search.facet_size),
     )
     suggester = Suggester(

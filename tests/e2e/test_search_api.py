@@ -155,7 +155,8 @@ def test_explain_shows_every_stage(live: Live) -> None:
     for rank, hit in enumerate(got["items"], start=1):
         e = hit["explain"]
         assert e["retrievers"] and set(e["retrievers"]) <= {"keyword", "vector"}
-        assert e["fusion"]["rank"] == e["scoring"]["rank"] == e["reranking"]["rank"] == hit["rank"] == rank
+        # the scorer (LambdaRank) may re-order the fused list; no rule is active here
+        assert e["scoring"]["rank"] == e["reranking"]["rank"] == hit["rank"] == rank and e["fusion"]["rank"] >= 1
         assert hit["score"] == e["reranking"]["score"]
     assert live.ok("/v1/search", q="batman")["explain"] is None
 

@@ -18,4 +18,5 @@ v1.include_router(items.router)
 #   v1.include_router(recommendations.router)   routes/recommendations.py  POST /v1/recommendations
 # Routers that carry their own full prefix are included by app.py next to `v1`:
 #   app.include_router(events.router)           routes/events.py           /v1/events/... (own prefix)
-#   app.include_router(admin.router)            routes/admin.py            /admin/rules, /admin/model/reload
+#   app.include_router(admin_rules.router)      routes/admin_rules.py      /admin/rules
+#   app.include_router(admin_model.router)      routes/admin_model.py      /admin/model, /admin/model/reload

@@ -1,0 +1,143 @@
+"""Benchmark of the scoring stage: 200 candidates per query through `LambdaRankScorer.run` (features, the
+shipped model, ordering), and its parts; the rules re-ranker after it. Not a test: numbers go to
+docs/benchmarks-ranking.md.
+
+    python -m services.ranking.bench [--candidates 200] [--queries 225] [--repeat 3]
+
+Candidates are Cranfield documents (real titles and abstracts) with synthetic retriever scores and ranks:
+the cost of features depends on the texts and the number of candidates, not on which documents they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.ranking.features import FeatureExtractor
+from services.ranking.registry import load_default_model
+from services.ranking.scorer import LambdaRankScorer, ModelSlot
+from services.search.fusion import RRFFuser
+from services.search.types import Candidate, FusedCandidate, SearchQuery, normalise_text
+
+
+def _candidates(items: Sequence[Any], n: int, rng: np.random.Generator) -> list[FusedCandidate]:
+    chosen = rng.choice(len(items), size=n, replace=False)
+    cands = []
+    for rank, j in enumerate(chosen, start=1):
+        scores: dict[str, float] = {}
+        ranks: dict[str, int] = {}
+        if rank <= int(n * 0.7):
+            scores["keyword"], ranks["keyword"] = float(30 - rank * 0.1), rank
+        if rank > int(n * 0.3):
+            scores["vector"], ranks["vector"] = float(0.8 - rank * 0.001), rank - int(n * 0.3)
+        cands.append(Candidate(items[j].id, items[j], scores, ranks))
+    return RRFFuser().run(cands)
+
+
+def _stats(ms: Sequence[float]) -> dict[str, float]:
+    s = sorted(ms)
+    return {
+        "p50": round(statistics.median(s), 3),
+        "p95": round(s[int(0.95 * (len(s) - 1))], 3),
+        "p99": round(s[int(0.99 * (len(s) - 1))], 3),
+        "mean": round(statistics.fmean(s), 3),
+    }
+
+
+def run(candidates: int = 200, queries: int = 225, repeat: int = 3) -> dict[str, Any]:
+    from services.core.domain import CatalogSchema, Item
+    from services.datasets import cranfield
+    from services.rules.model import RuleIn
+    from services.rules.reranker import RulesReranker
+    from services.rules.store import RuleStore
+
+    items = [Item.parse(cranfield.as_item(d)) for d in cranfield.load_docs()]
+    texts = [normalise_text(q) for q in cranfield.load_queries()][:queries]
+    rng = np.random.default_rng(0)
+    lists = [_candidates(items, candidates, rng) for _ in texts]
+    model = load_default_model()
+
+    cold_extractor = FeatureExtractor()
+    cold = []
+    for text, cands in zip(texts, lists, strict=True):  # first sight of every text: analysis included
+        t = time.perf_counter()
+        cold_extractor.run(SearchQuery(text), cands)
+        cold.append((time.perf_counter() - t) * 1000)
+
+    extractor = FeatureExtractor()
+    scorer = LambdaRankScorer(ModelSlot(model), extractor, window=candidates)
+    for text, cands in zip(texts, lists, strict=True):
+        scorer.run(SearchQuery(text), cands)  # warm the analyser's cache, as a serving process is
+    features, predict, total, total_cpu = [], [], [], []
+    for _ in range(repeat):
+        for text, cands in zip(texts, lists, strict=True):
+            q = SearchQuery(text)
+            t0 = time.perf_counter()
+            m = extractor.run(q, cands)
+            t1 = time.perf_counter()
+            model.predict(m.values)
+            t2 = time.perf_counter()
+            c2 = time.thread_time()
+            scorer.run(q, cands)
+            total_cpu.append((time.thread_time() - c2) * 1000)
+            t3 = time.perf_counter()
+            features.append((t1 - t0) * 1000)
+            predict.append((t2 - t1) * 1000)
+            total.append((t3 - t2) * 1000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RuleStore(Path(tmp) / "rules.sqlite")
+        store.create(RuleIn(name="avail", action="availability"))
+        store.create(RuleIn(name="boost", action="boost", target={"term": {"brand": "x"}}, amount=0.2))
+        store.create(RuleIn(name="fresh", action="freshness", half_life_days=30))
+        store.create(RuleIn(name="div", action="diversity", field="brand", max_per=2, top_k=10))
+        store.create(RuleIn(name="pin", action="pin", items=[items[0].id], when={"query": texts[0]}))
+        reranker = RulesReranker(store, CatalogSchema())
+        scored = [scorer.run(SearchQuery(t), c) for t, c in zip(texts, lists, strict=True)]
+        rules = []
+        for text, s in zip(texts, scored, strict=True):
+            t = time.perf_counter()
+            reranker.run(SearchQuery(text), s)
+            rules.append((time.perf_counter() - t) * 1000)
+        store.close()
+
+    return {
+        "candidates": candidates,
+        "queries": len(texts),
+        "model": model.model_id,
+        "features": len(extractor.feature_set.names),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "scorer_run_ms (features + model + order, warm)": _stats(total),
+        "scorer_run_cpu_ms (the same, CPU time of the thread)": _stats(total_cpu),
+        "features_ms (warm)": _stats(features),
+        "features_ms (cold: every text analysed for the first time)": _stats(cold),
+        "model_predict_ms": _stats(predict),
+        "rules_reranker_ms (5 rules, no MMR)": _stats(rules),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.ranking.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=225)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.candidates, args.queries, args.repeat), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The ranking features: a declared, versioned list, computed for all of a request's candidates in one
+vectorised pass (a candidates × features float32 matrix).
+
+Every feature is read from what the candidates already carry (each retriever's score and rank, the item's
+fields) and normalised within the request (relative to the best candidate, min-max, ranks, coverage
+fractions, BM25 whose statistics come from the candidate set), so that a model trained on one collection
+reads the same kind of numbers on another. A missing value (no vector score for a keyword-only hit, an item
+without a rating) is NaN, which LightGBM treats as missing.
+
+Changing what a feature means, or the list, needs a new `FEATURE_SET` version: the registry refuses a model
+whose feature list differs from the one the service computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from services.ranking.text import AnalysedText, Analyser, Ids, pair_key
+from services.search.types import KEYWORD, VECTOR, Candidate, FusedCandidate, SearchQuery
+
+Matrix = npt.NDArray[np.float32]
+Floats = npt.NDArray[np.float64]
+NAN = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSet:
+    """A named, versioned feature list. `id` is what a model records and the service checks."""
+
+    name: str
+    version: int
+    features: tuple[FeatureSpec, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def digest(self) -> str:
+        """A digest of the ordered names: two lists with the same id but other names are told apart."""
+        return hashlib.sha256("\n".join(self.names).encode()).hexdigest()[:16]
+
+    def mismatch(self, name: str, version: int, names: Sequence[str]) -> str | None:
+        """Why a model recorded with (name, version, names) cannot be scored with this set, or None."""
+        if (name, version) != (self.name, self.version):
+            return f"the model was trained on feature set {name}@{version}, the service computes {self.id}"
+        if tuple(names) != self.names:
+            missing = [n for n in self.names if n not in names]
+            extra = [n for n in names if n not in self.names]
+            if not missing and not extra:
+                return f"the model's features are in another order than {self.id}'s"
+            return (
+                f"the model's feature list differs from {self.id}: "
+                f"missing {missing or 'none'}, unknown {extra or 'none'}"
+            )
+        return None
+
+
+_F = FeatureSpec
+SEARCH_FEATURES = FeatureSet(
+    "trawl-search",
+    1,
+    (
+        _F("keyword_present", "1 if the keyword (BM25) retriever returned the item"),
+        _F("keyword_score_rel", "BM25 score / the best BM25 score of the request (NaN if absent)"),
+        _F("keyword_minmax", "BM25 score min-max scaled over the keyword hits (0 if absent)"),
+        _F("keyword_rank_inv", "1 / keyword rank (0 if absent)"),
+        _F("vector_present", "1 if the vector (k-NN) retriever returned the item"),
+        _F("vector_cosine", "cosine similarity of query and item vectors (NaN if absent)"),
+        _F("vector_gap", "best cosine of the request minus this cosine (NaN if absent)"),
+        _F("vector_minmax", "cosine min-max scaled over the vector hits (0 if absent)"),
+        _F("vector_rank_inv", "1 / vector rank (0 if absent)"),
+        _F("sources", "how many retrievers returned the item"),
+        _F("rrf", "reciprocal-rank fusion score, k=60, equal weights"),
+        _F("minmax_fused", "mean of the min-max scaled keyword and vector scores"),
+        _F("query_terms", "analysed query terms (stemmed, without stop words)"),
+        _F("title_coverage", "share of distinct query terms found in the title"),
+        _F("body_coverage", "share of distinct query terms found in the body"),
+        _F("title_bm25_rel", "BM25 of the title over the candidate set / the request's best"),
+        _F("body_bm25_rel", "BM25 of the body over the candidate set / the request's best"),
+        _F("title_bigrams", "share of the query's adjacent term pairs found adjacent in the title"),
+        _F("body_bigrams", "share of the query's adjacent term pairs found adjacent in the body"),
+        _F("title_phrase", "1 if the whole analysed query appears as a phrase in the title"),
+        _F("body_phrase", "1 if the whole analysed query appears as a phrase in the body"),
+        _F("title_exact", "1 if the analysed title equals the analysed query"),
+        _F("title_len_rel", "title terms / mean title terms of the candidates"),
+        _F("body_len_rel", "body terms / mean body terms of the candidates"),
+        _F("prf_title", "weighted share of feedback terms (from the top fused candidates) in the title"),
+        _F("prf_body", "weighted share of feedback terms (from the top fused candidates) in the body"),
+        _F("text_bm25_rel", "BM25 of title and body as one field over the candidate set / the request's best"),
+        _F("expanded_bm25_rel", "text BM25 of the query expanded with the feedback terms (RM3-like) / best"),
+        _F("category_match", "share of distinct query terms found in the categories, tags or brand"),
+        _F("popularity_log", "log1p(popularity) (NaN if unknown)"),
+        _F("rating", "the item's rating (NaN if unknown)"),
+        _F("age_log_days", "log1p(days since published) (NaN if unknown)"),
+        _F("available", "1 if the item is available"),
+    ),
+)
+
+RRF_K = 60
+BM25_K1 = 1.2
+BM25_B = 0.75
+PRF_DF_DOCS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureMatrix:
+    """Features of one request's candidates, in the candidates' order: rows are candidates."""
+
+    feature_set: FeatureSet
+    ids: tuple[str, ...]
+    values: Matrix
+
+    def row(self, i: int) -> dict[str, float]:
+        """One candidate's features by name, without the missing (NaN) ones (for explain and the log)."""
+        return {
+            name: round(float(v), 6) for name, v in zip(self.feature_set.names, self.values[i], strict=True) if v == v
+        }
+
+
+def _minmax(values: Floats, present: npt.NDArray[np.bool_]) -> Floats:
+    out = np.zeros_like(values)
+    if not present.any():
+        return out
+    vals = values[present]
+    low, high = vals.min(), vals.max()
+    out[present] = 1.0 if high - low <= 1e-12 else (vals - low) / (high - low)
+    return out
+
+
+def _rel(values: Floats) -> Floats:
+    best = float(values.max()) if values.size else 0.0
+    return values / best if best > 0 else np.zeros_like(values)
+
+
+class _Sparse:
+    """One field of all candidates as a sparse matrix in coordinate form: row (candidate), key, count."""
+
+    def __init__(self, rows: Ids, keys: Ids, counts: Floats, n: int) -> None:
+        self.rows, self.keys, self.counts, self.n = rows, keys, counts, n
+
+    @classmethod
+    def terms(cls, docs: Sequence[AnalysedText]) -> _Sparse:
+        return cls._of([d.unique for d in docs], [d.counts for d in docs])
+
+    @classmethod
+    def pairs(cls, docs: Sequence[AnalysedText]) -> _Sparse:
+        return cls._of([d.bigrams for d in docs], None)
+
+    @classmethod
+    def _of(cls, keys: Sequence[Ids], counts: Sequence[Ids] | None) -> _Sparse:
+        n = len(keys)
+        if n == 0:
+            return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), 0)
+        sizes = np.fromiter((k.shape[0] for k in keys), dtype=np.int64, count=n)
+        rows = np.repeat(np.arange(n), sizes)
+        flat = np.concatenate(keys)
+        values = np.concatenate(counts).astype(np.float64) if counts is not None else np.ones(flat.shape[0])
+        return cls(rows, flat, values, n)
+
+    def dense(self, columns: Ids) -> Floats:
+        """The n x len(columns) matrix of counts for the given keys (sorted, unique)."""
+        out = np.zeros((self.n, columns.shape[0]))
+        if columns.shape[0] == 0 or self.keys.shape[0] == 0:
+            return out
+        at = np.searchsorted(columns, self.keys)
+        at[at == columns.shape[0]] = 0
+        hit = columns[at] == self.keys
+        out[self.rows[hit], at[hit]] = self.counts[hit]
+        return out
+
+
+def _bm25(tf: Floats, lengths: Floats, qtf: Floats) -> Floats:
+    """BM25 of each row (a candidate's field) with document frequencies counted over the candidate set."""
+    n = tf.shape[0]
+    if n == 0 or tf.shape[1] == 0:
+        return np.zeros(n)
+    df = (tf > 0).sum(axis=0)
+    idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    avg = max(float(lengths.mean()), 1e-9)
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths / avg)
+    scores: Floats = ((tf * (BM25_K1 + 1) / (tf + norm[:, None])) * (idf * qtf)).sum(axis=1)
+    return scores
+
+
+class FeatureExtractor:
+    """Computes `SEARCH_FEATURES` for a request's fused candidates (given in fused order).
+
+    The `prf_docs` top fused candidates give `prf_terms` feedback terms (the highest summed tf/length x idf
+    over those candidates, idf counted over the candidate set, query terms excluded): a pseudo-relevance
+    feedback signal inside the request, with no second query to the engine.
+    """
+
+    feature_set = SEARCH_FEATURES
+
+    def __init__(
+        self,
+        analyser: Analyser | None = None,
+        *,
+        prf_docs: int = 10,
+        prf_terms: int = 20,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._analyser = analyser or Analyser()
+        self._prf_docs = prf_docs
+        self._prf_terms = prf_terms
+        self._clock = clock
+
+    @property
+    def analyser(self) -> Analyser:
+        return self._analyser
+
+    @property
+    def params(self) -> dict[str, int]:
+        """The parameters that change what the features mean (a model records them; see `RankingModel.check`)."""
+        return {"prf_docs": self._prf_docs, "prf_terms": self._prf_terms, "prf_df_docs": PRF_DF_DOCS}
+
+    def run(self, query: SearchQuery, candidates: Sequence[FusedCandidate]) -> FeatureMatrix:
+        cands = [c.candidate for c in candidates]
+        cols = self._retrieval(cands)
+        cols.update(self._text(query.text, cands))
+        cols.update(self._item(cands))
+        n = len(cands)
+        values = np.empty((n, len(self.feature_set.features)), dtype=np.float32)
+        for j, name in enumerate(self.feature_set.names):
+            values[:, j] = cols[name]
+        return FeatureMatrix(self.feature_set, tuple(c.id for c in cands), values)
+
+    def _retrieval(self, cands: Sequence[Candidate]) -> dict[str, Floats]:
+        n = len(cands)
+        cols: dict[str, Floats] = {}
+        rrf = np.zeros(n)
+        for leg in (KEYWORD, VECTOR):
+            raw = np.fromiter((c.scores.get(leg, NAN) for c in cands), dtype=np.float64, count=n)
+            ranks = np.fromiter((c.ranks.get(leg, 0) for c in cands), dtype=np.float64, count=n)
+            present = ranks > 0
+            cols[f"{leg}_present"] = present.astype(np.float64)
+            cols[f"{leg}_minmax"] = _minmax(np.nan_to_num(raw), present)
+            cols[f"{leg}_rank_inv"] = np.divide(1.0, ranks, out=np.zeros(n), where=present)
+            rrf += np.divide(1.0, RRF_K + ranks, out=np.zeros(n), where=present)
+            best = float(raw[present].max()) if present.any() else NAN
+            if leg == KEYWORD:
+                cols["keyword_score_rel"] = raw / best if best > 0 else np.full(n, NAN)
+            else:
+                cols["vector_cosine"] = raw
+                cols["vector_gap"] = best - raw
+        cols["sources"] = cols["keyword_present"] + cols["vector_present"]
+        cols["rrf"] = rrf
+        cols["minmax_fused"] = (cols["keyword_minmax"] + cols["vector_minmax"]) / 2
+        return cols
+
+    def _text(self, text: str, cands: Sequence[Candidate]) -> dict[str, Floats]:
+        n = len(cands)
+        an = self._analyser
+        q = an.term_ids(text)
+        q_unique, q_counts = np.unique(q, return_counts=True)
+        m = q_unique.shape[0]
+        q_pairs = np.unique(pair_key(q[:-1], q[1:])) if q.shape[0] > 1 else np.empty(0, np.int64)
+        phrase = " " + " ".join(map(str, q.tolist())) + " "
+        titles = an.analyse_all([c.item.title for c in cands])
+        bodies = an.analyse_all([c.item.body for c in cands])
+        sparse = {"title": _Sparse.terms(titles), "body": _Sparse.terms(bodies)}
+        feedback, weights = self._feedback(sparse["title"], sparse["body"], titles, bodies, q_unique)
+        # one pass per field over its terms: the query's terms and the feedback terms together
+        columns = np.union1d(q_unique, feedback)
+        q_at = np.searchsorted(columns, q_unique)
+        f_at = np.searchsorted(columns, feedback)
+        cols: dict[str, Floats] = {"query_terms": np.full(n, float(q.shape[0]))}
+        both_counts = np.zeros((n, columns.shape[0]))
+        both_lengths = np.zeros(n)
+        for field, docs in (("title", titles), ("body", bodies)):
+            counts = sparse[field].dense(columns)
+            both_counts += counts
+            tf = counts[:, q_at]
+            lengths = np.fromiter((d.length for d in docs), dtype=np.float64, count=n)
+            both_lengths += lengths
+            cols[f"{field}_coverage"] = (tf > 0).mean(axis=1) if m else np.zeros(n)
+            cols[f"{field}_bm25_rel"] = _rel(_bm25(tf, lengths, q_counts.astype(np.float64)))
+            cols[f"prf_{field}"] = (counts[:, f_at] > 0) @ weights if feedback.shape[0] else np.zeros(n)
+            cols[f"{field}_bigrams"] = (
+                _Sparse.pairs(docs).dense(q_pairs).mean(axis=1) if q_pairs.shape[0] else np.zeros(n)
+            )
+            # a phrase can only be where every query term is: look there only
+            has_phrase = np.zeros(n)
+            if m:
+                for i in np.flatnonzero((tf > 0).all(axis=1)):
+                    has_phrase[i] = phrase in docs[i].joined
+            cols[f"{field}_phrase"] = has_phrase
+            mean = float(lengths.mean()) if n else 0.0
+            cols[f"{field}_len_rel"] = lengths / mean if mean > 0 else np.zeros(n)
+        # the whole text (title and body as one field): the query alone, and expanded with the feedback terms
+        # (RM3-like: half the weight on the query's terms, half on the feedback terms)
+        cols["text_bm25_rel"] = _rel(_bm25(both_counts[:, q_at], both_lengths, q_counts.astype(np.float64)))
+        expanded = np.zeros(columns.shape[0])
+        expanded[q_at] += 0.5 * q_counts / max(q_counts.sum(), 1)
+        if feedback.shape[0]:
+            expanded[f_at] += 0.5 * weights
+        cols["expanded_bm25_rel"] = _rel(_bm25(both_counts, both_lengths, expanded))
+        exact = np.zeros(n)
+        for i in np.flatnonzero(cols["title_phrase"]):
+            exact[i] = titles[i].length == q.shape[0]
+        cols["title_exact"] = exact
+        meta = an.analyse_all([" ".join([*c.item.categories, *c.item.tags, c.item.brand or ""]) for c in cands])
+        cols["category_match"] = (_Sparse.terms(meta).dense(q_unique) > 0).mean(axis=1) if m else np.zeros(n)
+        return cols
+
+    def _feedback(
+        self,
+        title: _Sparse,
+        body: _Sparse,
+        titles: Sequence[AnalysedText],
+        bodies: Sequence[AnalysedText],
+        exclude: Ids,
+    ) -> tuple[Ids, Floats]:
+        """Feedback terms (sorted ids) and their weights (summing to 1). Document frequencies are counted
+        over the first `PRF_DF_DOCS` candidates' titles and bodies: enough for an idf, cheap to count."""
+        top = min(self._prf_docs, title.n)
+        none = (np.empty(0, np.int64), np.empty(0))
+        if top == 0 or self._prf_terms == 0:
+            return none
+        keys, tf = [], []
+        for sp, docs in ((title, titles), (body, bodies)):
+            lengths = np.fromiter((max(d.length, 1) for d in docs[:top]), dtype=np.float64, count=top)
+            head = sp.rows < top
+            keys.append(sp.keys[head])
+            tf.append(sp.counts[head] / lengths[sp.rows[head]])
+        flat = np.concatenate(keys)
+        if flat.shape[0] == 0:
+            return none
+        terms, where = np.unique(flat, return_inverse=True)
+        weight = np.bincount(where, weights=np.concatenate(tf), minlength=terms.shape[0])
+        pool = min(PRF_DF_DOCS, title.n)
+        df_keys = np.concatenate([title.keys[title.rows < pool], body.keys[body.rows < pool]])
+        at = np.searchsorted(terms, df_keys)
+        at[at == terms.shape[0]] = 0
+        df = np.bincount(at[terms[at] == df_keys], minlength=terms.shape[0])
+        weight = weight * np.log1p(2 * pool / np.maximum(df, 1))
+        weight[np.isin(terms, exclude)] = 0.0
+        order = np.lexsort((terms, -weight))[: self._prf_terms]
+        order = order[weight[order] > 0]
+        if order.shape[0] == 0:
+            return none
+        chosen = np.sort(order)
+        w = weight[chosen]
+        return terms[chosen], w / w.sum()
+
+    def _item(self, cands: Sequence[Candidate]) -> dict[str, Floats]:
+        n = len(cands)
+        now = self._clock()
+        items = [c.item for c in cands]
+
+        def column(values: Iterable[float]) -> Floats:
+            return np.fromiter(values, dtype=np.float64, count=n)
+
+        return {
+            "popularity_log": column(
+                math.log1p(max(i.popularity, 0.0)) if i.popularity is not None else NAN for i in items
+            ),
+            "rating": column(i.rating if i.rating is not None else NAN for i in items),
+            "age_log_days": column(
+                math.log1p(max((now - i.published_at).total_seconds() / 86400, 0.0))
+                if i.published_at is not None
+                else NAN
+                for i in items
+            ),
+            "available": column(1.0 if i.available else 0.0 for i in items),
+        }

@@ -1,0 +1,42 @@
+"""Settings of the scoring stage: a part of the API's one settings object (`ApiSettings.ranking`), so every knob
+is also an environment variable, e.g. `TRAWL_RANKING__MODEL=none` or `TRAWL_RANKING__REGISTRY__KIND=s3`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from services.core.settings import BlobSettings
+
+
+class FeatureLogSettings(BaseModel):
+    enabled: bool = True
+    # local: JSONL files, one per day, under `<data_dir>/feature-log`; s3: one object per flushed batch under
+    # `<bucket>/<prefix><day>/` (S3 cannot append).
+    store: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-feature-log"))
+    # Candidates logged per query, from the top of the scored list (what was served and just below it).
+    depth: int = Field(50, ge=1, le=10_000)
+    # Records are written by a background thread in batches; a full queue drops records (counted) rather
+    # than slow a search down.
+    flush_every_s: float = Field(1.0, gt=0)
+    max_queue: int = Field(10_000, ge=1)
+
+
+class RankingSettings(BaseModel):
+    # Which model to serve at start: "current" (the registry's current model, else the shipped default),
+    # "default" (the shipped one), "none" (the fused order), or a model id in the registry.
+    model: str = "current"
+    # local: `<data_dir>/models`; s3: `<bucket>/<prefix>`.
+    registry: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-models", prefix="models/"))
+    # The model re-orders the top `window` fused candidates; the rest follow in the fused order below them.
+    window: int = Field(100, ge=1, le=10_000)
+    # Pseudo-relevance feedback inside a request: feedback terms taken from the top fused candidates.
+    prf_docs: int = Field(10, ge=0, le=100)
+    prf_terms: int = Field(20, ge=0, le=200)
+    feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
+
+    @field_validator("model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model, or be 'current', 'default' or 'none'")
+        return value.strip()
