@@ -125,6 +125,8 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
         ])
         job = wait_job(client, job_id)
         time.sleep(1.5)  # the API notices the swap within a second
+        while load.sent < 40:  # and queries keep coming after it, whatever the job's speed
+            time.sleep(0.2)
     print(f"\nqueries sent {load.sent}, failed {load.failed}, empty pages {load.empty}; job: {job['message']}")
     assert job["phase"] == "done", job
     assert load.sent >= 20 and load.failed == 0 and load.empty == 0, load.errors[:3]
@@ -176,6 +178,8 @@ def test_model_migration_re_embeds_every_item_once_and_search_never_stops(
         assert r.status_code == 202, r.text
         job = wait_job(client, r.json()["job_id"])
         time.sleep(1.5)
+        while load.sent < 40:
+            time.sleep(0.2)
     print(f"\nqueries sent {load.sent}, failed {load.failed}, empty pages {load.empty}; job: {job['message']}")
     assert job["phase"] == "done", job
     assert job["embedded"] == 400  # every item embedded once with the new model
