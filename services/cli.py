@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -32,8 +33,14 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="The dead-letter store: events that failed after their retries.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+rules_app = typer.Typer(
+    help="Business rules (pin, hide, boost, bury, diversity...) through the API.", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+ApiOption = Annotated[str, typer.Option("--api", help="The API's base URL.")]
+AdminKeyOption = Annotated[str | None, typer.Option("--admin-key", envvar="TRAWL_ADMIN_KEY", help="X-Admin-Key.")]
 
 
 @app.callback()
@@ -328,6 +335,67 @@ def _follow_job(runtime: IndexerRuntime, job_id: str, as_json: bool) -> None:
         console.print(f"{job.phase.value}: {job.message}")
     if job.phase.value != "done":
         raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    qrels: Annotated[Path | None, typer.Option(help="TREC-style judgments: query_id 0 item_id grade.")] = None,
+    queries: Annotated[Path | None, typer.Option(help="Query texts: id<TAB>text or JSON lines.")] = None,
+    interactions: Annotated[Path | None, typer.Option(help="JSON lines {query_id, item_id, type|label}.")] = None,
+    folds: int = 5,
+    make_current: Annotated[bool, typer.Option(help="Make the new model the one the API loads.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a LambdaRank model (k-fold cross-validated by query) and publish it to the model registry."""
+    from services.api.settings import ApiSettings
+    from services.ranking.train import train as train_model
+
+    if qrels is None and interactions is None:
+        _fail("give judgments (--qrels with --queries) or --interactions")
+    trained = train_model(
+        ApiSettings(), qrels=qrels, queries=queries, interactions=interactions, folds=folds, make_current=make_current
+    )
+    card = trained.card.model_dump(mode="json") if hasattr(trained.card, "model_dump") else vars(trained.card)
+    if as_json:
+        print(json.dumps(card, default=str))
+    else:
+        console.print(f"trained {card.get('model_id')}: {json.dumps(card.get('metrics', {}), default=str)[:300]}")
+
+
+@rules_app.command("list")
+def rules_list(api: ApiOption = "http://127.0.0.1:8000", admin_key: AdminKeyOption = None) -> None:
+    """The business rules the API applies, as JSON."""
+    print(json.dumps(_admin_call("GET", f"{api}/admin/rules", admin_key), indent=2))
+
+
+@rules_app.command("add")
+def rules_add(
+    rule: Annotated[str, typer.Argument(help="The rule as JSON, or @file.json.")],
+    api: ApiOption = "http://127.0.0.1:8000",
+    admin_key: AdminKeyOption = None,
+) -> None:
+    """Create a rule (validated by the API; conflicts are reported, not merged)."""
+    body = json.loads(Path(rule[1:]).read_text() if rule.startswith("@") else rule)
+    print(json.dumps(_admin_call("POST", f"{api}/admin/rules", admin_key, body), indent=2))
+
+
+@rules_app.command("remove")
+def rules_remove(rule_id: str, api: ApiOption = "http://127.0.0.1:8000", admin_key: AdminKeyOption = None) -> None:
+    """Delete a rule by id."""
+    _admin_call("DELETE", f"{api}/admin/rules/{rule_id}", admin_key)
+    console.print(f"rule {rule_id} removed")
+
+
+def _admin_call(method: str, url: str, key: str | None, body: Any = None) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(method, url, json=body, headers={"X-Admin-Key": key} if key else {}, timeout=30)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the API at {url}: {exc} (is `trawl serve` running?)")
+    if response.status_code >= 400:
+        _fail(f"{response.status_code}: {response.text[:500]}")
+    return response.json() if response.content else None
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
