@@ -1,6 +1,6 @@
 """Benchmark of the scoring stage: 200 candidates per query through `LambdaRankScorer.run` (features, the
 shipped model, ordering), and its parts; the rules re-ranker after it. Not a test: numbers go to
-docs/benchmarks-ranking.md.
+docs/benchmarks.md.
 
     python -m services.ranking.bench [--candidates 200] [--queries 225] [--repeat 3]
 
