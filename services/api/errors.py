@@ -27,9 +27,7 @@ log = logging.getLogger(__name__)
 _SOURCES = {"body", "query", "path", "header", "cookie"}
 
 
-def _answer(
-    status: int, details: Sequence[ErrorDetail], headers: dict[str, str] | None = None
-) -> JSONResponse:
+def _answer(status: int, details: Sequence[ErrorDetail], headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(detail=list(details)).model_dump(mode="json")
     return JSONResponse(body, status_code=status, headers=headers)
 

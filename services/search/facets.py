@@ -45,9 +45,7 @@ class FacetCounter:
     def check(self, fields: Sequence[str]) -> tuple[str, ...]:
         for f in fields:
             if f not in self._allowed:
-                raise ValidationError(
-                    "facets", f"unknown facet field {f!r}; facet fields: {', '.join(self._allowed)}"
-                )
+                raise ValidationError("facets", f"unknown facet field {f!r}; facet fields: {', '.join(self._allowed)}")
         return tuple(dict.fromkeys(fields))
 
     def run(self, items: Iterable[Item], fields: Sequence[str]) -> dict[str, list[FacetValue]]:

@@ -51,8 +51,7 @@ class RRFFuser:
 
     def run(self, candidates: Sequence[Candidate]) -> list[FusedCandidate]:
         scores = [
-            sum(self._weights.get(leg, 1.0) / (self._k + rank) for leg, rank in c.ranks.items())
-            for c in candidates
+            sum(self._weights.get(leg, 1.0) / (self._k + rank) for leg, rank in c.ranks.items()) for c in candidates
         ]
         return rank_fused(candidates, scores)
 
@@ -85,9 +84,7 @@ class ScoreFuser:
     it ranked no better than the worst hit that retriever did return.
     """
 
-    def __init__(
-        self, normalisation: Normalisation = "minmax", weights: Mapping[str, float] | None = None
-    ) -> None:
+    def __init__(self, normalisation: Normalisation = "minmax", weights: Mapping[str, float] | None = None) -> None:
         self._normalise = {"minmax": min_max, "zscore": z_score}[normalisation]
         self._label = normalisation
         self._weights = dict(weights or {})

@@ -41,9 +41,7 @@ class SearchPipeline:
         self.reranker = reranker
         self.facets = facets
 
-    def run(
-        self, query: SearchQuery, *, page: int = 1, size: int = 10, facets: Sequence[str] = ()
-    ) -> SearchResult:
+    def run(self, query: SearchQuery, *, page: int = 1, size: int = 10, facets: Sequence[str] = ()) -> SearchResult:
         text = normalise_text(query.text)
         if not text:
             raise ValidationError("q", "must not be empty")
@@ -79,7 +77,5 @@ class SearchPipeline:
         counts = self.facets.run((c.item for c in ranked), fields)
         lap("facets")
         timings["total"] = round((clock - start) * 1000, 3)
-        explain = Explain(
-            found.legs, self.fuser.name, self.scorer.name, self.reranker.name, query.depth, timings
-        )
+        explain = Explain(found.legs, self.fuser.name, self.scorer.name, self.reranker.name, query.depth, timings)
         return SearchResult(query, len(ranked), page, size, items, counts, explain)

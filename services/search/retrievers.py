@@ -125,7 +125,6 @@ class CandidateGenerator:
                 seen = merged.get(c.id)
                 merged[c.id] = c if seen is None else seen.merged(c)
         legs = tuple(
-            LegReport(r.name, len(found), round(ms, 3))
-            for r, (found, ms) in zip(chosen, results, strict=True)
+            LegReport(r.name, len(found), round(ms, 3)) for r, (found, ms) in zip(chosen, results, strict=True)
         )
         return CandidateSet(list(merged.values()), legs)

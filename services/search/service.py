@@ -62,7 +62,5 @@ def build_search_services(
         reranker or NoopReranker(),
         FacetCounter(core.catalog, size=search.facet_size),
     )
-    suggester = Suggester(
-        engine, alias, cached, search.suggest, executor=executor, max_terms=core.max_query_terms
-    )
+    suggester = Suggester(engine, alias, cached, search.suggest, executor=executor, max_terms=core.max_query_terms)
     return SearchServices(pipeline, suggester, SimilarItems(engine, alias), cached, executor)

@@ -49,9 +49,7 @@ class SimilarItems:
         stored = self._engine.get(self._alias, [item_id], with_vectors=True)
         if not stored or stored[0].vector is None:
             raise NotFoundError("item", item_id)
-        hits = self._engine.vector_search(
-            self._alias, stored[0].vector, k=size, filter=excluding([item_id], filter)
-        )
+        hits = self._engine.vector_search(self._alias, stored[0].vector, k=size, filter=excluding([item_id], filter))
         items = [
             SimilarItem(h.id, h.item, h.score, rank)
             for rank, h in enumerate((h for h in hits if h.id != item_id), start=1)

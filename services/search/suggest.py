@@ -99,9 +99,7 @@ def _word_matches(token: str, word: str, is_prefix: bool) -> bool:
     return allowed > 0 and edit_distance(word, token, allowed) <= allowed
 
 
-def completion_for(
-    title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10
-) -> str | None:
+def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:
     """The part of `title` that completes the typed words, lower-cased: from the title word that matches the
     first typed word to the end of that clause (a colon, comma, bracket or dash ends it). None when the typed
     words do not all match title words in order (e.g. a hit found only by its vector)."""
@@ -115,11 +113,7 @@ def completion_for(
         for n, (word, is_prefix) in enumerate(words):
             if n:
                 pos += 1
-                while (
-                    not consecutive
-                    and pos < len(tokens)
-                    and not _word_matches(tokens[pos][0], word, is_prefix)
-                ):
+                while not consecutive and pos < len(tokens) and not _word_matches(tokens[pos][0], word, is_prefix):
                     pos += 1
             if pos >= len(tokens) or not _word_matches(tokens[pos][0], word, is_prefix):
                 return None
@@ -174,9 +168,7 @@ class Suggester:
             (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt)),
         ]
         if prefix is not None and len(prefix) >= s.fuzzy_min_chars:
-            legs.append(
-                (FUZZY, lambda: self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt))
-            )
+            legs.append((FUZZY, lambda: self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt)))
         embedder = self._embedder
         if embedder is not None and len(typed.strip()) >= s.vector_min_chars:
 

@@ -194,9 +194,7 @@ def test_filters_hold_in_every_leg(live: Live) -> None:
     suggest = live.ok("/v1/suggest", q="the", filter=json.dumps(animation), size=10)
     assert suggest["items"] and all("Animation" in i["item"]["categories"] for i in suggest["items"])
     similar = live.ok(f"/v1/items/{live.id_of('Inception')}/similar", filter=json.dumps(animation), size=5)
-    assert len(similar["items"]) == 5 and all(
-        "Animation" in h["item"]["categories"] for h in similar["items"]
-    )
+    assert len(similar["items"]) == 5 and all("Animation" in h["item"]["categories"] for h in similar["items"])
 
 
 def test_facets_count_the_whole_result_list(live: Live) -> None:
@@ -226,16 +224,12 @@ def test_paging_and_a_page_past_the_end(live: Live) -> None:
 
 def test_suggest_completes_a_prefix_and_forgives_typos(live: Live) -> None:
     got = live.ok("/v1/suggest", q="incep")
-    assert got["items"][0]["id"] == live.id_of("Inception") and "inception" in [
-        c["text"] for c in got["completions"]
-    ]
+    assert got["items"][0]["id"] == live.id_of("Inception") and "inception" in [c["text"] for c in got["completions"]]
     assert uuid.UUID(got["query_id"])
     typo_last = live.ok("/v1/suggest", q="intersteller")  # a typo in the word being typed
     assert live.id_of("Interstellar") in [i["id"] for i in typo_last["items"]]
     assert "interstellar" in [c["text"] for c in typo_last["completions"]]
-    typo_then_prefix = live.ok(
-        "/v1/suggest", q="the dark knigt ri"
-    )  # a typo in a completed word, then a prefix
+    typo_then_prefix = live.ok("/v1/suggest", q="the dark knigt ri")  # a typo in a completed word, then a prefix
     assert typo_then_prefix["items"][0]["id"] == live.id_of("The Dark Knight Rises")
     assert typo_then_prefix["completions"][0]["text"] == "the dark knight rises"
 
@@ -285,9 +279,7 @@ def test_similar_excludes_the_item_itself(live: Live) -> None:
 
 def test_unicode_emoji_and_right_to_left(live: Live) -> None:
     assert ids(live.ok("/v1/search", q="Amélie ☕ 東京物語", mode="keyword"))[0] == "syn-amelie"
-    assert (
-        ids(live.ok("/v1/search", q="Ame\u0301lie 東京物語", mode="keyword"))[0] == "syn-amelie"
-    )  # NFD input
+    assert ids(live.ok("/v1/search", q="Ame\u0301lie 東京物語", mode="keyword"))[0] == "syn-amelie"  # NFD input
     assert {"syn-amelie", live.id_of("Amélie")} <= set(ids(live.ok("/v1/search", q="amélie")))
     assert "syn-rtl" in ids(live.ok("/v1/search", q="שלום", mode="keyword"))
     assert "syn-rtl" in [i["id"] for i in live.ok("/v1/suggest", q="مرحبا بال")["items"]]
@@ -336,9 +328,7 @@ def test_bad_input_is_a_4xx_naming_the_field(
     live: Live, method: str, path: str, body: dict[str, Any] | str | None, status: int, field: str
 ) -> None:
     if isinstance(body, str):
-        response = live.client.request(
-            method, path, content=body, headers={"content-type": "application/json"}
-        )
+        response = live.client.request(method, path, content=body, headers={"content-type": "application/json"})
     else:
         response = live.client.request(method, path, json=body)
     assert response.status_code == status, response.text

@@ -23,8 +23,11 @@ ADMIN = {"X-Admin-Key": "test-admin-key"}
 
 @pytest.fixture(params=["embedded", "stack"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    base = {"TRAWL_ADMIN_KEY": "test-admin-key", "TRAWL_PIPELINE__RECONCILE_EVERY_S": "2",
-            "TRAWL_PIPELINE__BATCH_SIZE": "64"}
+    base = {
+        "TRAWL_ADMIN_KEY": "test-admin-key",
+        "TRAWL_PIPELINE__RECONCILE_EVERY_S": "2",
+        "TRAWL_PIPELINE__BATCH_SIZE": "64",
+    }
     if request.param == "embedded":
         return {**base, "TRAWL_DATA_DIR": str(tmp_path / "var"), "TRAWL_INDEX_ALIAS": f"films-{uuid.uuid4().hex[:6]}"}
     return {**request.getfixturevalue("stack_env"), **base}
@@ -118,11 +121,14 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
         again = client.post("/admin/reindex", headers=ADMIN)
         assert again.status_code == 409 and again.json()["job_id"] == job_id
         # writes while the job runs: a new item, a patch, a delete
-        post(client, [
-            {"op": "upsert", "item": {"id": "during-1", "title": "Zanzibar harbour chronicles", "tags": ["new"]}},
-            {"op": "patch", "id": films[1].id, "fields": {"title": "Renamed during reindex"}},
-            {"op": "delete", "id": films[2].id},
-        ])
+        post(
+            client,
+            [
+                {"op": "upsert", "item": {"id": "during-1", "title": "Zanzibar harbour chronicles", "tags": ["new"]}},
+                {"op": "patch", "id": films[1].id, "fields": {"title": "Renamed during reindex"}},
+                {"op": "delete", "id": films[2].id},
+            ],
+        )
         job = wait_job(client, job_id)
         time.sleep(1.5)  # the API notices the swap within a second
         while load.sent < 40:  # and queries keep coming after it, whatever the job's speed

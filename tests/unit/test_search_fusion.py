@@ -13,9 +13,7 @@ pytestmark = pytest.mark.unit
 
 def cand(id: str, **legs: tuple[float, int]) -> Candidate:
     """cand("a", keyword=(score, rank), vector=(score, rank))"""
-    return Candidate(
-        id, Item(id=id), {k: s for k, (s, _) in legs.items()}, {k: r for k, (_, r) in legs.items()}
-    )
+    return Candidate(id, Item(id=id), {k: s for k, (s, _) in legs.items()}, {k: r for k, (_, r) in legs.items()})
 
 
 def order(fused: list) -> list[str]:  # type: ignore[type-arg]

@@ -45,10 +45,7 @@ class FakeRetriever:
         self.threads.add(threading.current_thread().name)
         time.sleep(self._delay)
         found = self._items[: query.depth]
-        return [
-            Candidate(it.id, it, {self._name: 1.0 / r}, {self._name: r})
-            for r, it in enumerate(found, start=1)
-        ]
+        return [Candidate(it.id, it, {self._name: 1.0 / r}, {self._name: r}) for r, it in enumerate(found, start=1)]
 
 
 def pipeline(retrievers: Sequence[Retriever], executor: ThreadPoolExecutor | None = None) -> SearchPipeline:

@@ -73,9 +73,7 @@ class FakeEngine:
         found = self._fuzzy if text.endswith(" ") else self._prefix
         return [Hit(it.id, 10.0 - n, it) for n, it in enumerate(found[:k])]
 
-    def vector_search(
-        self, alias: str, vector: np.ndarray, *, k: int, filter: Filter | None = None
-    ) -> list[Hit]:
+    def vector_search(self, alias: str, vector: np.ndarray, *, k: int, filter: Filter | None = None) -> list[Hit]:
         self.calls.append(("vector", "", filter))
         return [Hit(it.id, score, it) for it, score in self._vector[:k]]
 
@@ -97,12 +95,8 @@ class FakeEmbedder:
         return np.ones((len(texts), 2), dtype=np.float32)
 
 
-def it(
-    id: str, title: str, popularity: float | None = None, available: bool = True, brand: str | None = None
-) -> Item:
-    return Item.parse(
-        {"id": id, "title": title, "popularity": popularity, "available": available, "brand": brand}
-    )
+def it(id: str, title: str, popularity: float | None = None, available: bool = True, brand: str | None = None) -> Item:
+    return Item.parse({"id": id, "title": title, "popularity": popularity, "available": available, "brand": brand})
 
 
 def test_suggest_fuses_legs_drops_unavailable_and_duplicates() -> None:
@@ -132,9 +126,7 @@ def test_suggest_fuses_legs_drops_unavailable_and_duplicates() -> None:
 
 
 def test_popularity_is_a_prior() -> None:
-    engine = FakeEngine(
-        prefix=[it("rare", "Star Trek", 1), it("hit", "Star Wars", 100000)], fuzzy=[], vector=[]
-    )
+    engine = FakeEngine(prefix=[it("rare", "Star Trek", 1), it("hit", "Star Wars", 100000)], fuzzy=[], vector=[])
     flat = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.0)).run("star")  # type: ignore[arg-type]
     prior = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.5)).run("star")  # type: ignore[arg-type]
     assert [i.id for i in flat.items] == ["rare", "hit"]

@@ -17,9 +17,7 @@ MAX_QUERY_BYTES = 10 * 1024
 class ErrorDetail(BaseModel):
     field: str | None = Field(description="Dotted path of the offending input, e.g. `q` or `filter.term`.")
     message: str
-    type: str = Field(
-        description="A short code: `missing`, `json_invalid`, `invalid_filter`, `not_found`, ..."
-    )
+    type: str = Field(description="A short code: `missing`, `json_invalid`, `invalid_filter`, `not_found`, ...")
 
 
 class ErrorResponse(BaseModel):
@@ -49,9 +47,7 @@ def _check_query_text(value: str) -> str:
 QueryText = Annotated[
     str,
     AfterValidator(_check_query_text),
-    Field(
-        description=f"The query text: not blank, at most {MAX_QUERY_BYTES} bytes as UTF-8; any script."
-    ),
+    Field(description=f"The query text: not blank, at most {MAX_QUERY_BYTES} bytes as UTF-8; any script."),
 ]
 
 FILTER_DESCRIPTION = (

@@ -27,16 +27,10 @@ class SearchOptions(BaseModel):
         "(or declared keyword attributes, `attributes.<name>`). In a query string: repeat the "
         "parameter or separate with commas.",
     )
-    page: int = Field(
-        1, ge=1, le=MAX_PAGE, description="1-based; a page past the end is empty, with the total."
-    )
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based; a page past the end is empty, with the total.")
     size: int = Field(10, ge=1, le=MAX_PAGE_SIZE, description="Items per page.")
-    explain: bool = Field(
-        False, description="Add each stage's scores and ranks per item, and the stage timings."
-    )
-    mode: Mode = Field(
-        "hybrid", description="`hybrid` (keyword and vector, fused), `keyword` or `vector` alone."
-    )
+    explain: bool = Field(False, description="Add each stage's scores and ranks per item, and the stage timings.")
+    mode: Mode = Field("hybrid", description="`hybrid` (keyword and vector, fused), `keyword` or `vector` alone.")
 
     @field_validator("facets", mode="before")
     @classmethod
@@ -92,16 +86,12 @@ class RuleEffectOut(BaseModel):
 
 
 class HitExplain(BaseModel):
-    retrievers: dict[str, StageScore] = Field(
-        description="Raw score and rank per retriever that found the item."
-    )
+    retrievers: dict[str, StageScore] = Field(description="Raw score and rank per retriever that found the item.")
     fusion: StageScore
     scoring: StageScore
     features: dict[str, float] = Field(description="What the scorer read (empty until a model scores).")
     reranking: StageScore
-    rules: list[RuleEffectOut] = Field(
-        description="Every rule that moved the item (empty until rules exist)."
-    )
+    rules: list[RuleEffectOut] = Field(description="Every rule that moved the item (empty until rules exist).")
 
 
 class SearchHit(BaseModel):
@@ -161,8 +151,7 @@ class SearchResponse(BaseModel):
             size=result.size,
             items=[_hit(c, explain) for c in result.items],
             facets={
-                f: [FacetCount(value=v.value, count=v.count) for v in values]
-                for f, values in result.facets.items()
+                f: [FacetCount(value=v.value, count=v.count) for v in values] for f, values in result.facets.items()
             },
             explain=_explain(result) if explain else None,
         )
@@ -178,9 +167,7 @@ def _hit(c: RankedCandidate, explain: bool) -> SearchHit:
             scoring=StageScore(score=c.scored.score, rank=c.scored.rank),
             features=dict(c.scored.features),
             reranking=StageScore(score=c.score, rank=c.rank),
-            rules=[
-                RuleEffectOut(rule=e.rule, action=e.action, delta=e.delta, detail=e.detail) for e in c.effects
-            ],
+            rules=[RuleEffectOut(rule=e.rule, action=e.action, delta=e.delta, detail=e.detail) for e in c.effects],
         )
     return SearchHit(id=c.id, score=c.score, rank=c.rank, item=c.item, explain=detail)
 
