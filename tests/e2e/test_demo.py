@@ -1,0 +1,87 @@
+"""The README's first command on a small slice of the catalog: `trawl demo --limit 60` ingests the films
+through a real worker, serves the API, prints example requests that return sensible results, and a second run
+reuses the index."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def _run_demo(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TRAWL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "demo", "--limit", "60", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "Ctrl-C stops" in text:
+            return text
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited early:\n{text[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"the demo did not serve in {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_demo_ingests_serves_and_restarts_fast(tmp_path: Path) -> None:
+    port = free_port()
+    first_log = tmp_path / "first.log"
+    proc = _run_demo(tmp_path / "var", port, first_log)
+    try:
+        out = _wait_serving(proc, first_log, timeout=600)
+        assert "indexed 60 films (0 failed)" in out
+        base = f"http://127.0.0.1:{port}"
+        # the example requests it printed, run as printed
+        search_url = re.search(r"curl '(http[^']+/v1/search[^']*)'", out)
+        similar_url = re.search(r"curl '(http[^']+/similar[^']*)'", out)
+        assert search_url and similar_url, out
+        hits = httpx.get(search_url.group(1), timeout=30).json()["items"]
+        assert len(hits) == 5
+        similar = httpx.get(similar_url.group(1), timeout=30).json()["items"]
+        item_id = similar_url.group(1).split("/items/")[1].split("/")[0]
+        assert similar and item_id not in [s["id"] for s in similar]
+        assert httpx.get(f"{base}/", timeout=30).status_code == 200  # the web page
+        typo = httpx.get(f"{base}/v1/suggest", params={"q": "the dark knigt"}, timeout=30).json()
+        assert any("Dark Knight" in i["item"]["title"] for i in typo["items"])
+    finally:
+        _stop(proc)
+
+    second_log = tmp_path / "second.log"
+    started = time.monotonic()
+    proc = _run_demo(tmp_path / "var", port, second_log)
+    try:
+        out = _wait_serving(proc, second_log, timeout=300)
+        assert "reusing the index built before" in out
+        assert time.monotonic() - started < 120  # no re-ingestion; mostly the model loading twice
+    finally:
+        _stop(proc)
