@@ -17,11 +17,12 @@ from indexer.runtime import IndexerRuntime, ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
 from services.api.errors import install_error_handlers
-from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rules, events, v1, web
+from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rules, events, recommendations, v1, web
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
 from services.ranking.service import build_ranking_service
+from services.recs import ArtefactStore, RecommendationService, SQLiteInteractionStore
 from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
@@ -66,6 +67,13 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
                 settings, settings.search, engine, emb, scorer=scorer, reranker=reranker
             ),
         )
+        app.state.interactions = SQLiteInteractionStore(settings.data_dir / "interactions.sqlite")
+        app.state.recommendations = RecommendationService(
+            store=app.state.interactions,
+            artefacts=ArtefactStore(settings.data_dir / "recs"),
+            engine=app.state.engine,
+            alias=settings.index_alias,
+        )
         runtime = IndexerRuntime(settings)
         runtime.engine = app.state.engine  # one client per process
         app.state.reindexer = ReindexRunner(runtime)
@@ -84,6 +92,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
     app = FastAPI(title="trawl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(v1)
+    app.include_router(recommendations.router)  # before events: /v1/events/interactions is its path
     app.include_router(events.router)
     app.include_router(admin_indices.router)
     app.include_router(admin_dlq.router)

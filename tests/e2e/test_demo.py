@@ -73,6 +73,26 @@ def test_the_demo_ingests_serves_and_restarts_fast(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/", timeout=30).status_code == 200  # the web page
         typo = httpx.get(f"{base}/v1/suggest", params={"q": "the dark knigt"}, timeout=30).json()
         assert any("Dark Knight" in i["item"]["title"] for i in typo["items"])
+        # the third printed request: recommendations for a seed item, the seed itself excluded
+        recs = httpx.post(f"{base}/v1/recommendations", json={"seed_item_ids": [item_id], "k": 5}, timeout=30)
+        assert recs.status_code == 200, recs.text
+        assert recs.json()["items"] and item_id not in [r["id"] for r in recs.json()["items"]]
+        # a user's interactions are stored, and what they interacted with is not recommended to them
+        seen = [h["id"] for h in hits[:2]]
+        posted = httpx.post(
+            f"{base}/v1/events/interactions",
+            timeout=30,
+            json={
+                "interactions": [
+                    {"user_id": "u1", "item_id": i, "type": "click", "position": n} for n, i in enumerate(seen, start=1)
+                ]
+            },
+        )
+        assert posted.status_code == 202 and posted.json()["recorded"] == 2
+        bad = httpx.post(f"{base}/v1/events/interactions", json={"user_id": "u1", "item_id": "x", "type": "like"})
+        assert bad.status_code == 422 and "type" in bad.text
+        for_user = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1", "k": 10}, timeout=30).json()
+        assert for_user["items"] and not set(seen) & {r["id"] for r in for_user["items"]}
     finally:
         _stop(proc)
 

@@ -1,0 +1,105 @@
+"""Recommendations and the interactions that feed them. Thin handlers over services/recs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from services.core.domain import Item
+from services.recs import (
+    Interaction,
+    InteractionType,
+    RecommendationRequest,
+    RecommendationService,
+    SQLiteInteractionStore,
+)
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+
+class InteractionIn(BaseModel):
+    user_id: str
+    item_id: str
+    type: str = Field(description="impression, click, add_to_cart, purchase or rating")
+    value: float | None = None
+    query_id: str | None = None
+    position: int | None = None
+    timestamp: datetime | None = None
+
+
+class InteractionsIn(BaseModel):
+    interactions: list[InteractionIn] = Field(min_length=1, max_length=1000)
+
+
+class RecommendationIn(BaseModel):
+    user_id: str | None = None
+    seed_item_ids: list[str] = Field(default_factory=list)
+    negative_item_ids: list[str] = Field(default_factory=list)
+    exclude_item_ids: list[str] = Field(default_factory=list)
+    k: int = 10
+
+
+class RecommendedItem(BaseModel):
+    id: str
+    score: float
+    rank: int
+    sources: dict[str, dict[str, float]]
+    item: Item | None
+
+
+class RecommendationOut(BaseModel):
+    query_id: uuid.UUID
+    mode: str
+    ranker: str
+    candidates: int
+    items: list[RecommendedItem]
+
+
+@router.post("/events/interactions", status_code=202)
+def post_interactions(body: InteractionsIn | InteractionIn, request: Request) -> dict[str, int]:
+    """Impressions, clicks, add-to-cart, purchases, ratings: stored durably for training and analytics."""
+    rows = body.interactions if isinstance(body, InteractionsIn) else [body]
+    now = datetime.now(UTC)
+    store: SQLiteInteractionStore = request.app.state.interactions
+    # Interaction checks the type itself (422 naming `type` for an unknown one).
+    batch = [
+        Interaction(
+            r.user_id, r.item_id, cast(InteractionType, r.type), r.timestamp or now, r.value, r.query_id, r.position
+        )
+        for r in rows
+    ]
+    recorded = store.record(batch)
+    return {"recorded": recorded}
+
+
+@router.post("/recommendations", response_model=RecommendationOut)
+def recommend(body: RecommendationIn, request: Request) -> RecommendationOut:
+    """For a user (from their recent interactions) or for seed items (with optional negatives); items the user
+    already interacted with are excluded; with no history, content similarity, then trending."""
+    service: RecommendationService = request.app.state.recommendations
+    result = service.run(
+        RecommendationRequest(
+            user_id=body.user_id,
+            seed_item_ids=tuple(body.seed_item_ids),
+            negative_item_ids=tuple(body.negative_item_ids),
+            exclude_item_ids=tuple(body.exclude_item_ids),
+            k=body.k,
+        )
+    )
+    engine = request.app.state.engine
+    items = {
+        d.item.id: d.item for d in engine.get(request.app.state.settings.index_alias, [r.item_id for r in result.items])
+    }
+    out: list[RecommendedItem] = []
+    for rank, rec in enumerate(result.items, start=1):
+        sources: dict[str, Any] = {name: {"score": hit.score, "rank": hit.rank} for name, hit in rec.sources.items()}
+        out.append(
+            RecommendedItem(id=rec.item_id, score=rec.score, rank=rank, sources=sources, item=items.get(rec.item_id))
+        )
+    return RecommendationOut(
+        query_id=uuid.uuid4(), mode=result.mode.value, ranker=result.ranker, candidates=result.candidates, items=out
+    )

@@ -1,0 +1,212 @@
+"""The recommendation pipeline: what POST /v1/recommendations runs, and what the evaluation measures.
+
+    request -> ProfileBuilder -> ContextEncoder (+ UserVectorBuilder) -> sources -> CandidateMerger
+            -> FeatureBuilder -> ranker (LambdaRank, or RRF while none is trained) -> NegativeDemoter
+            -> CatalogGuard -> RecommendationResult
+
+Cold start: when the interaction models know none of the profile's items, the answer is the nearest items by
+content (the vector source), then trending items; with no profile at all, trending items.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from services.core.engines.base import SearchEngine
+from services.recs.interactions import InteractionStore
+from services.recs.models import ArtefactStore, RecsArtefacts, empty_artefacts
+from services.recs.profile import ContextEncoder, EngineItemVectors, ItemVectors, ProfileBuilder, UserVectorBuilder
+from services.recs.ranking import (
+    FEATURE_NAMES,
+    CandidateMerger,
+    CatalogGuard,
+    FeatureBuilder,
+    FusionRanker,
+    LambdaRankRanker,
+    NegativeDemoter,
+    Ranker,
+)
+from services.recs.settings import RecsSettings
+from services.recs.sources import (
+    TRENDING,
+    VECTOR,
+    CandidateSource,
+    CoInteractionSource,
+    EaseSource,
+    TransitionSource,
+    TrendingSource,
+    VectorSource,
+)
+from services.recs.types import (
+    Candidate,
+    CandidateSet,
+    FeatureMatrix,
+    Mode,
+    RankedCandidate,
+    Recommendation,
+    RecommendationRequest,
+    RecommendationResult,
+    SourceResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+def default_sources(
+    artefacts: RecsArtefacts, settings: RecsSettings, engine: SearchEngine | None, alias: str
+) -> list[CandidateSource]:
+    sources: list[CandidateSource] = [
+        EaseSource(artefacts, settings),
+        CoInteractionSource(artefacts, settings),
+        TransitionSource(artefacts),
+    ]
+    if engine is not None:
+        sources.append(VectorSource(engine, alias))
+    sources.append(TrendingSource(artefacts, settings))
+    return sources
+
+
+class RecommendationPipeline:
+    """One object per artefacts version; thread-safe for concurrent requests (stages hold no request state)."""
+
+    def __init__(
+        self,
+        *,
+        store: InteractionStore,
+        artefacts: RecsArtefacts,
+        settings: RecsSettings | None = None,
+        engine: SearchEngine | None = None,
+        alias: str = "items",
+        item_vectors: ItemVectors | None = None,
+        sources: Sequence[CandidateSource] | None = None,
+        ranker: Ranker | None = None,
+    ) -> None:
+        self.settings = settings = settings or RecsSettings()
+        self.artefacts = artefacts
+        vectors = (
+            item_vectors
+            if item_vectors is not None
+            else (EngineItemVectors(engine, alias) if engine is not None else None)
+        )
+        self.profiles = ProfileBuilder(store, settings)
+        self.encoder = ContextEncoder(artefacts, UserVectorBuilder(vectors, settings), settings)
+        self.sources = list(sources) if sources is not None else default_sources(artefacts, settings, engine, alias)
+        self.merger = CandidateMerger(artefacts)
+        self.features = FeatureBuilder(artefacts, vectors)
+        if ranker is None:
+            trained = artefacts.ranker is not None and tuple(artefacts.feature_names) == FEATURE_NAMES
+            if artefacts.ranker is not None and not trained:
+                log.warning("the artefacts' ranker was trained on other features: ordering by fusion until retrained")
+            ranker = LambdaRankRanker(artefacts.ranker or "", artefacts.feature_names) if trained else FusionRanker()
+        self.ranker = ranker
+        self.demoter = NegativeDemoter(artefacts, vectors, settings)
+        self.guard = CatalogGuard(engine, alias)
+
+    def candidates(self, request: RecommendationRequest, *, with_features: bool = True) -> CandidateSet:
+        """The candidate stage alone (the ranker's trainer calls this too, so it learns on what it will rank)."""
+        profile = self.profiles.run(request)
+        context = self.encoder.run(profile)
+        depth = max(self.settings.source_depth, 2 * request.k)
+        results = tuple(source.run(context, k=depth) for source in self.sources)
+        candidates = self.merger.run(results, context)
+        if with_features and context.known:
+            features = self.features.run(context, candidates, results)
+        else:  # cold start is not ranked on features
+            features = FeatureMatrix(self.features.names, np.zeros((0, len(self.features.names))))
+        return CandidateSet(context, results, candidates, features)
+
+    def run(self, request: RecommendationRequest) -> RecommendationResult:
+        cs = self.candidates(request, with_features=True)
+        context = cs.context
+        if context.known:
+            ranked = self.demoter.run(self.ranker.run(cs.candidates, cs.features), context)
+            mode, ranker_name = context.profile.mode, self.ranker.name
+        else:
+            ranked, mode = _cold_start(cs.candidates, cs.results)
+            ranker_name = "fallback"
+        final = self.guard.run(ranked, request.k)
+        return RecommendationResult(
+            items=[Recommendation(r.candidate.item_id, r.score, dict(r.candidate.sources)) for r in final],
+            mode=mode,
+            ranker=ranker_name,
+            candidates=len(cs.candidates),
+        )
+
+
+def _cold_start(candidates: list[Candidate], results: Sequence[SourceResult]) -> tuple[list[RankedCandidate], Mode]:
+    """Content neighbours first, then trending, each in its own order."""
+    by_id = {c.item_id: c for c in candidates}
+    ordered: list[RankedCandidate] = []
+    seen: set[str] = set()
+    has_content = False
+    for name in (VECTOR, TRENDING):
+        for result in results:
+            if result.name != name:
+                continue
+            for item in result.item_ids:
+                if item in by_id and item not in seen:
+                    seen.add(item)
+                    has_content |= name == VECTOR
+                    ordered.append(RankedCandidate(by_id[item], float(-len(ordered))))
+    return ordered, (Mode.CONTENT if has_content else Mode.TRENDING)
+
+
+class RecommendationService:
+    """What the API holds: the pipeline over the live artefacts, swapped when the periodic job publishes new
+    ones (checked at most every `reload_every_s`). Before the first job has run, it serves cold start only."""
+
+    def __init__(
+        self,
+        *,
+        store: InteractionStore,
+        artefacts: ArtefactStore,
+        settings: RecsSettings | None = None,
+        engine: SearchEngine | None = None,
+        alias: str = "items",
+        reload_every_s: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._artefacts = artefacts
+        self._settings = settings or RecsSettings()
+        self._engine = engine
+        self._alias = alias
+        self._reload_every_s = reload_every_s
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._checked = -float("inf")
+        self._pipeline = self._build(empty_artefacts())
+        self.reload()
+
+    def _build(self, artefacts: RecsArtefacts) -> RecommendationPipeline:
+        return RecommendationPipeline(
+            store=self._store, artefacts=artefacts, settings=self._settings, engine=self._engine, alias=self._alias
+        )
+
+    @property
+    def version(self) -> str | None:
+        """The artefacts version served (None: none published yet)."""
+        return self._version
+
+    def reload(self) -> bool:
+        """Load the live artefacts if they changed; True when the pipeline was swapped."""
+        with self._lock:
+            self._checked = time.monotonic()
+            current = self._artefacts.current()
+            if current is None or current == self._version:
+                return False
+            loaded = self._artefacts.load()
+            if loaded is None:
+                return False
+            self._pipeline = self._build(loaded)
+            self._version = current
+            return True
+
+    def run(self, request: RecommendationRequest) -> RecommendationResult:
+        if time.monotonic() - self._checked >= self._reload_every_s:
+            self.reload()
+        return self._pipeline.run(request)

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.core.engines.embedded import EmbeddedEngine
+from services.recs.interactions import InMemoryInteractionStore, Interaction, InteractionType, SQLiteInteractionStore
+from services.recs.models import ArtefactBuilder, ArtefactStore, InteractionLog, RecsArtefacts
+from services.recs.pipeline import RecommendationPipeline, RecommendationService
+from services.recs.profile import ProfileBuilder, UserVectorBuilder
+from services.recs.settings import RankerSettings, RecsSettings
+from services.recs.sources import CO_INTERACTION, EASE, TRANSITIONS, TRENDING, VECTOR
+from services.recs.training import RankerTrainer, RecsRefreshJob
+from services.recs.types import Mode, RecommendationRequest
+from tests.unit.recs_world import ALIAS, A, B, at, item_vectors, world_engine, world_interactions
+
+pytestmark = pytest.mark.unit
+
+NOW = at(33)
+SETTINGS = RecsSettings(source_depth=20, ranker=RankerSettings(n_estimators=20, min_child_samples=5, cutoffs=2))
+ALL_SOURCES = {EASE, CO_INTERACTION, TRANSITIONS, VECTOR, TRENDING}
+
+
+def alice() -> list[Interaction]:
+    return [
+        Interaction("alice", "a1", InteractionType.CLICK, at(32.9)),
+        Interaction("alice", "a2", InteractionType.CLICK, at(32.9) + timedelta(minutes=1)),
+        Interaction("alice", "a3", InteractionType.IMPRESSION, at(32.9) + timedelta(minutes=2)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEngine]:
+    e = world_engine(tmp_path_factory.mktemp("engine"))
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def artefacts() -> RecsArtefacts:
+    return ArtefactBuilder(SETTINGS).run(InteractionLog.build(world_interactions(), SETTINGS.type_weights))
+
+
+@pytest.fixture
+def store() -> InMemoryInteractionStore:
+    return InMemoryInteractionStore([*world_interactions(), *alice()])
+
+
+@pytest.fixture
+def pipeline(
+    store: InMemoryInteractionStore, artefacts: RecsArtefacts, engine: EmbeddedEngine
+) -> RecommendationPipeline:
+    return RecommendationPipeline(store=store, artefacts=artefacts, settings=SETTINGS, engine=engine, alias=ALIAS)
+
+
+def ids(result: object) -> list[str]:
+    return [r.item_id for r in result.items]  # type: ignore[attr-defined]
+
+
+def test_a_user_gets_what_comes_next_and_never_what_they_engaged_with(pipeline: RecommendationPipeline) -> None:
+    result = pipeline.run(RecommendationRequest(user_id="alice", k=10, at=NOW))
+    assert result.mode is Mode.USER and result.ranker == "rrf"  # no ranker trained in these artefacts
+    got = ids(result)
+    assert not {"a1", "a2"} & set(got)
+    assert got[0] == "a3"  # only shown to her (an impression), so not excluded; and it is what comes next
+    assert set(got[:4]) == {"a3", "a4", "a5", "a6"}
+
+
+def test_every_recommendation_names_the_sources_that_proposed_it(pipeline: RecommendationPipeline) -> None:
+    result = pipeline.run(RecommendationRequest(user_id="alice", k=20, at=NOW))
+    assert len(result.items) == 12  # the 14 films but the two she watched
+    by_id = {r.item_id: r for r in result.items}
+    assert {TRANSITIONS, CO_INTERACTION, EASE, VECTOR} <= set(by_id["a3"].sources)
+    for r in result.items:
+        assert r.sources and set(r.sources) <= ALL_SOURCES
+        assert all(hit.rank >= 1 for hit in r.sources.values())
+    assert any(TRENDING in r.sources for r in result.items if r.item_id in B)
+    assert VECTOR in by_id["c1"].sources and set(by_id["c1"].sources) == {VECTOR}  # new item: only content knows it
+
+
+def test_an_unknown_user_gets_trending_items(pipeline: RecommendationPipeline) -> None:
+    result = pipeline.run(RecommendationRequest(user_id="nobody", k=5, at=NOW))
+    assert result.mode is Mode.TRENDING and result.ranker == "fallback"
+    assert len(result.items) == 5 and set(ids(result)) <= set(B)  # B is what everyone engaged with lately
+    assert all(set(r.sources) == {TRENDING} for r in result.items)
+
+
+def test_trending_looks_only_at_the_window_before_the_request(pipeline: RecommendationPipeline) -> None:
+    result = pipeline.run(RecommendationRequest(k=3, at=at(3)))  # back when only A was being watched
+    assert result.mode is Mode.TRENDING and set(ids(result)) <= set(A)
+
+
+def test_cold_start_falls_back_to_content_then_trending(pipeline: RecommendationPipeline) -> None:
+    # c1 is a new film nobody has watched: the interaction models know nothing, its content is close to A.
+    result = pipeline.run(RecommendationRequest(seed_item_ids=("c1",), k=10, at=NOW))
+    assert result.mode is Mode.CONTENT
+    got = ids(result)
+    assert "c1" not in got
+    assert set(got[:6]) == set(A)  # content neighbours first
+    assert all(VECTOR in r.sources for r in result.items[:6])
+    assert len(got) == 10 and TRENDING in result.items[-1].sources  # then trending fills the list
+
+
+def test_negative_seeds_push_similar_items_out(pipeline: RecommendationPipeline) -> None:
+    mixed = RecommendationRequest(seed_item_ids=("a1", "b1"), k=8, at=NOW)
+    before = ids(pipeline.run(mixed))
+    assert set(before[:4]) & set(B)  # without negatives, B items are near the top
+    after = pipeline.run(RecommendationRequest(seed_item_ids=("a1", "b1"), negative_item_ids=("b2",), k=8, at=NOW))
+    got = ids(after)
+    assert after.mode is Mode.SEEDS and "b2" not in got and "a1" not in got and "b1" not in got
+    first_b = min(n for n, item in enumerate(got) if item in B) if set(got) & set(B) else len(got)
+    assert first_b >= 4 and set(got[:4]) <= {*A, "c1"}
+
+
+def test_profile_weights_follow_recency_and_type(store: InMemoryInteractionStore) -> None:
+    store.record(
+        [
+            Interaction("bob", "b1", InteractionType.CLICK, at(1)),
+            Interaction("bob", "a1", InteractionType.PURCHASE, at(2)),
+            Interaction("bob", "a2", InteractionType.CLICK, at(3)),
+            Interaction("bob", "a3", InteractionType.IMPRESSION, at(4)),
+        ]
+    )
+    settings = RecsSettings(recency_half_life=1.0)
+    profile = ProfileBuilder(store, settings).run(RecommendationRequest(user_id="bob", at=NOW))
+    weights = dict(zip(profile.items, profile.weights, strict=True))
+    assert set(weights) == {"b1", "a1", "a2"}  # impressions carry no taste
+    assert weights["a2"] == pytest.approx(1.0)  # the most recent
+    assert weights["a1"] == pytest.approx(3.0 * 0.5)  # a purchase (x3), one half-life back
+    assert weights["b1"] == pytest.approx(0.25)  # a click, two half-lives back
+    assert profile.recent[:2] == ("a2", "a1") and "a3" not in profile.excluded
+
+    class Vectors:
+        def get(self, wanted: object) -> dict[str, np.ndarray]:
+            return item_vectors()
+
+    vector, last = UserVectorBuilder(Vectors(), settings).run(profile)
+    assert vector is not None and last is not None and np.isclose(np.linalg.norm(vector), 1.0)
+    vecs = item_vectors()
+    assert float(vector @ vecs["a4"]) > float(vector @ vecs["b4"])  # recent taste wins
+    assert np.allclose(last, vecs["a2"])
+
+
+def test_deleted_or_unavailable_items_are_never_recommended(
+    store: InMemoryInteractionStore, artefacts: RecsArtefacts, tmp_path: Path
+) -> None:
+    engine = world_engine(tmp_path / "own")
+    engine.delete(ALIAS, ["a3"])
+    pipeline = RecommendationPipeline(store=store, artefacts=artefacts, settings=SETTINGS, engine=engine, alias=ALIAS)
+    got = ids(pipeline.run(RecommendationRequest(user_id="alice", k=10, at=NOW)))
+    assert "a3" not in got and got[0] == "a4"
+    engine.close()
+
+
+def test_the_trained_ranker_serves_and_survives_a_round_trip(
+    store: InMemoryInteractionStore, engine: EmbeddedEngine, tmp_path: Path
+) -> None:
+    trained = RankerTrainer(SETTINGS, engine=engine, alias=ALIAS).run(world_interactions())
+    assert trained.ranker is not None and trained.info["ranker_groups"] >= 10
+    saved = ArtefactStore(tmp_path / "recs")
+    saved.save(trained)
+    loaded = saved.load()
+    assert loaded is not None
+    answers = []
+    for artefacts in (trained, loaded):
+        pipeline = RecommendationPipeline(
+            store=store, artefacts=artefacts, settings=SETTINGS, engine=engine, alias=ALIAS
+        )
+        result = pipeline.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
+        assert result.ranker == "lambdarank" and not {"a1", "a2"} & set(ids(result))
+        answers.append(ids(result))
+    assert answers[0] == answers[1]
+
+
+def test_the_refresh_job_publishes_artefacts_from_the_store(engine: EmbeddedEngine, tmp_path: Path) -> None:
+    store = SQLiteInteractionStore(tmp_path / "interactions.sqlite")
+    store.record(world_interactions())
+    artefacts = ArtefactStore(tmp_path / "recs")
+    RecsRefreshJob(store, artefacts, SETTINGS, engine=engine, alias=ALIAS).run(train_ranker=False)
+    first = artefacts.load()
+    assert first is not None and first.ranker is None and set(first.items.ids) == {*A, *B}
+    RecsRefreshJob(store, artefacts, SETTINGS, engine=engine, alias=ALIAS).run(train_ranker=True)
+    second = artefacts.load()
+    assert second is not None and second.ranker is not None
+    store.close()
+
+
+def test_the_service_serves_cold_start_before_the_first_job_and_swaps_in_new_artefacts(
+    store: InMemoryInteractionStore, engine: EmbeddedEngine, artefacts: RecsArtefacts, tmp_path: Path
+) -> None:
+    published = ArtefactStore(tmp_path / "recs")
+    service = RecommendationService(
+        store=store, artefacts=published, settings=SETTINGS, engine=engine, alias=ALIAS, reload_every_s=0
+    )
+    assert service.version is None
+    early = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
+    assert early.mode is Mode.CONTENT and not {"a1", "a2"} & set(ids(early))  # content of what she watched
+    published.save(artefacts)
+    later = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
+    assert service.version == published.current() and later.mode is Mode.USER and ids(later)[0] == "a3"
+
+
+def test_a_ranker_trained_on_other_features_is_not_used(
+    store: InMemoryInteractionStore, artefacts: RecsArtefacts
+) -> None:
+    stale = replace(artefacts, ranker="tree\n", feature_names=["something_else"])
+    pipeline = RecommendationPipeline(store=store, artefacts=stale, settings=SETTINGS)
+    assert pipeline.ranker.name == "rrf"
+    result = pipeline.run(RecommendationRequest(user_id="alice", k=3, at=NOW))
+    assert result.items and not {"a1", "a2"} & set(ids(result))
