@@ -462,9 +462,9 @@ def test_the_explain_toggle_shows_each_stage(page: Any, site: Site) -> None:
     expect(hits.first.locator(".explain")).to_be_visible()
     for i in range(hits.count()):
         table = hits.nth(i).locator("table.stages")
-        for stage in ("fusion", "scoring", "reranking"):
-            row = table.locator(f'tr[data-stage="{stage}"]')
-            expect(row).to_contain_text(f"#{i + 1}")  # every stage's rank, the final one the position
+        for stage in ("fusion", "scoring"):  # each stage shows its own score and rank (a model re-orders)
+            expect(table.locator(f'tr[data-stage="{stage}"]')).to_contain_text(re.compile(r"#\d+"))
+        expect(table.locator('tr[data-stage="reranking"]')).to_contain_text(f"#{i + 1}")  # the final position
         assert table.locator('tr[data-stage^="retriever-"]').count() == 2
         expect(hits.nth(i).locator(".rules")).to_be_visible()  # the rules applied, or "No rules applied."
     expect(page).to_have_url(re.compile(r"explain=1"))
