@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from services.core.errors import TrawlError
+from services.core.sqlite import SQLiteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -89,31 +86,9 @@ def _job(row: tuple[Any, ...]) -> Job:
     return Job(**data)
 
 
-class AdminStore:
+class AdminStore(SQLiteDatabase):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        super().__init__(path, _SCHEMA, timeout_s=30)
 
     def create_job(self, alias: str, kind: str, model_spec: str) -> Job:
         """A new job, unless one is active for the alias (JobConflictError names it)."""
@@ -201,12 +176,6 @@ class AdminStore:
     def model_spec(self, model_id: str) -> str | None:
         row = self._conn().execute("SELECT spec FROM models WHERE model_id = ?", (model_id,)).fetchone()
         return str(row[0]) if row else None
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 def admin_store_for(data_dir: Path) -> AdminStore:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from services.core.sqlite import SQLiteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -125,32 +125,9 @@ def _event(row: tuple[Any, ...]) -> LedgerEvent:
     )
 
 
-class EventLedger:
+class EventLedger(SQLiteDatabase):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # an accepted event survives a power cut
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        super().__init__(path, _SCHEMA, synchronous="FULL")  # an accepted event survives a power cut
 
     # ---- accepting ---------------------------------------------------------------------------------
 
@@ -345,9 +322,3 @@ class EventLedger:
                 "DELETE FROM object_items WHERE object_key = ? RETURNING item_id", (object_key,)
             ).fetchall()
         return [r[0] for r in rows]
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
