@@ -82,6 +82,14 @@ def job_out(job: Job) -> JobOut:
     )
 
 
+def _conflict(exc: JobConflictError) -> JSONResponse:
+    """409 naming the running job, so that a client can follow it instead."""
+    return JSONResponse(
+        {"detail": [{"field": "alias", "message": str(exc), "type": "conflict"}], "job_id": exc.job_id},
+        status_code=409,
+    )
+
+
 def _admin(request: Request) -> AdminStore:
     store: AdminStore = request.app.state.admin_store
     return store
@@ -112,10 +120,7 @@ def start_reindex(request: Request, body: Annotated[ReindexIn | None, Body()] = 
     try:
         job = request.app.state.reindexer.start(body.model if body else None)
     except JobConflictError as exc:
-        return JSONResponse(
-            {"detail": [{"field": "alias", "message": str(exc), "type": "conflict"}], "job_id": exc.job_id},
-            status_code=409,
-        )
+        return _conflict(exc)
     request.app.state.reindex_queue(job.job_id)
     return job_out(job)
 
@@ -144,9 +149,6 @@ def rollback(request: Request) -> JobOut | JSONResponse:
     try:
         job = request.app.state.reindexer.rollback()
     except JobConflictError as exc:
-        return JSONResponse(
-            {"detail": [{"field": "alias", "message": str(exc), "type": "conflict"}], "job_id": exc.job_id},
-            status_code=409,
-        )
+        return _conflict(exc)
     request.app.state.reindex_queue(job.job_id)
     return job_out(job)
