@@ -58,10 +58,11 @@ start_node() {
   fi
 }
 
-# wait_healthy HTTP_PORT NODE_COUNT DIR_NAME...: poll cluster health for up to ~120 s; fail early if a node died.
+# wait_healthy HTTP_PORT NODE_COUNT DIR_NAME...: poll cluster health for up to OPENSEARCH_START_TIMEOUT s
+# (default 300: a busy 2-core machine has taken over 120 s); fail early if a node died.
 wait_healthy() {
   local port=$1 count=$2 start=$SECONDS h dir; shift 2
-  while (( SECONDS - start < 120 )); do
+  while (( SECONDS - start < ${OPENSEARCH_START_TIMEOUT:-300} )); do
     h="$(curl -s -m 2 "http://127.0.0.1:$port/_cluster/health" || true)"
     if [[ $h =~ \"status\":\"(green|yellow)\" && $h == *"\"number_of_nodes\":$count,"* ]]; then
       log "healthy (${BASH_REMATCH[1]}, $count node(s)) after $((SECONDS - start)) s"; return 0
@@ -77,7 +78,7 @@ wait_healthy() {
     done
     sleep 1
   done
-  log "not healthy after 120 s; logs under $NODES"; exit 1
+  log "not healthy after ${OPENSEARCH_START_TIMEOUT:-300} s; logs under $NODES"; exit 1
 }
 
 if [[ $CLUSTER -eq 0 ]]; then

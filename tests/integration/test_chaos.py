@@ -94,7 +94,8 @@ def _fold_check(events: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None
 
 
 def _sh(script: str) -> None:
-    subprocess.run(["bash", str(INFRA / script)], check=True, capture_output=True, timeout=180)
+    done = subprocess.run(["bash", str(INFRA / script)], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, f"{script} failed:\n{done.stderr[-2000:]}"
 
 
 def test_nothing_accepted_is_lost_duplicated_or_resurrected(
