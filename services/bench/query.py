@@ -18,7 +18,7 @@
      raw      the engine alone for the same work: `prefix_suggest`; `keyword_search` + embed + `vector_search`
               + RRF fusion; `get` + `vector_search`
 4. The API process's peak RSS (VmHWM) at the end; JSON (docs/results/bench_query_<engine>.json), a plot
-   (docs/results/bench_query.png) and the section "Query latency" of docs/benchmarks-query.md, rebuilt from every
+   (docs/results/bench_query.png) and the section "Query latency" of docs/benchmarks.md, rebuilt from every
    recorded JSON. A --quick run writes bench_query_<engine>_quick.json only.
 """
 
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
 Vectors = npt.NDArray[np.float32]
-DOC = REPO_ROOT / "docs" / "benchmarks-query.md"
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION = "Query latency"
 GB = 1_000_000_000
 ENDPOINTS = ("suggest", "search", "similar")
@@ -166,6 +166,29 @@ def documents(
         yield docs
 
 
+def _fill(
+    engine: SearchEngine,
+    alias: str,
+    version: int,
+    name: str,
+    films: Sequence[Item],
+    vectors: Vectors,
+    args: argparse.Namespace,
+) -> tuple[int, int]:
+    """Upsert every document into the version, then make it live; (items counted behind the alias, failures)."""
+    failed = 0
+    with Steps(console, f"upsert into {name}", args.items) as bar:
+        for docs in documents(films, vectors, args.items, seed=args.seed, noise=args.noise, batch=args.batch):
+            result = engine.upsert(alias, docs, version=version)
+            failed += len(result.failed)
+            if result.failed:
+                console.print(f"[red]{len(result.failed)} failed[/red], e.g. {result.failed[0]}")
+            bar.advance(len(docs))
+    engine.refresh(alias, version=version)
+    engine.point_alias(alias, version)
+    return engine.count(alias), failed
+
+
 @dataclass
 class BuiltIndex:
     engine: SearchEngine
@@ -216,20 +239,18 @@ def build_index(
     meta_path.unlink(missing_ok=True)
     version = engine.create_version(alias, dimension=int(vectors.shape[1]), model_id=model_id)
     start = time.perf_counter()
-    failed = 0
-    with Steps(console, f"upsert into {version.name}", args.items) as bar:
-        for docs in documents(films, vectors, args.items, seed=args.seed, noise=args.noise, batch=args.batch):
-            result = engine.upsert(alias, docs, version=version.version)
-            failed += len(result.failed)
-            if result.failed:
-                console.print(f"[red]{len(result.failed)} failed[/red], e.g. {result.failed[0]}")
-            bar.advance(len(docs))
-    engine.refresh(alias, version=version.version)
-    engine.point_alias(alias, version.version)
+    try:
+        count, failed = _fill(engine, alias, version.version, version.name, films, vectors, args)
+        if failed or count != args.items:
+            raise RuntimeError(f"the index holds {count} items of {args.items} ({failed} failed)")
+    except BaseException:
+        if not reuse:  # a throwaway index (OpenSearch) is not left behind by a build that failed
+            try:
+                engine.drop_alias(alias)
+            except Exception as exc:
+                console.print(f"[red]could not drop {version.name}: {exc}[/red]")
+        raise
     seconds = time.perf_counter() - start
-    count = engine.count(alias)
-    if failed or count != args.items:
-        raise RuntimeError(f"the index holds {count} items of {args.items} ({failed} failed)")
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps({"wanted": wanted, "version": version.version}, indent=2))
     console.print(f"built {version.name}: {count} items in {seconds:.1f} s ({count / seconds:.0f} items/s)")
