@@ -1,16 +1,22 @@
 """An Embedder that remembers the vectors of recent texts: typing "inter", "inters", "interst" and coming
-back to a query costs one embedding each, not one per request."""
+back to a query costs one embedding each, not one per request. Suggest reads it without computing
+(`cached`) and asks for a vector to be ready later (`embed_later`), so no keystroke waits for the model."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from services.core.embedding import Embedder, Vectors
+
+log = logging.getLogger(__name__)
+Vector = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,12 @@ class CachingEmbedder:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+        # Background embedding: one text in flight and one waiting; a newer request replaces the waiting one,
+        # so fast typing never queues up embeddings of prefixes nobody will ask for again.
+        self._wanted: str | None = None
+        self._wake = threading.Condition(self._lock)
+        self._worker: threading.Thread | None = None
+        self._closed = False
 
     @property
     def model_id(self) -> str:
@@ -49,6 +61,48 @@ class CachingEmbedder:
     def cache_info(self) -> CacheInfo:
         with self._lock:
             return CacheInfo(self._hits, self._misses, len(self._entries), self._maxsize)
+
+    def cached(self, text: str) -> Vector | None:
+        """The vector of `text` if it is held, without computing anything (and without counting a miss)."""
+        with self._lock:
+            vec = self._entries.get(text)
+            if vec is not None:
+                self._entries.move_to_end(text)
+                self._hits += 1
+            return vec
+
+    def embed_later(self, text: str) -> None:
+        """Have `text`'s vector cached soon, off the caller's thread. Latest wins: at most one embedding runs
+        and one waits; a request made while another waits replaces it."""
+        with self._lock:
+            if self._closed or not self._maxsize or text in self._entries:
+                return
+            self._wanted = text
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._warm, name="query-vector-warmer", daemon=True)
+                self._worker.start()
+            self._wake.notify()
+
+    def _warm(self) -> None:
+        while True:
+            with self._lock:
+                while self._wanted is None and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                text, self._wanted = self._wanted, None
+            if text is None:
+                continue
+            try:
+                self.embed([text])
+            except Exception:  # a failed warm-up only costs the vector leg of the next keystroke
+                log.exception("background embedding of a query failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._wanted = None
+            self._wake.notify_all()
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not texts:

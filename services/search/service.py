@@ -35,6 +35,8 @@ class SearchServices:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.embedder is not None:
+            self.embedder.close()
 
 
 def build_search_services(

@@ -26,9 +26,10 @@ class SuggestSettings(BaseModel):
     vector_min_chars: int = Field(3, ge=1)
     # Vector hits less similar than this are noise for a partial query, not suggestions.
     vector_min_score: float = 0.3
-    # How long suggest waits for the vector leg once the text legs are done (None: always wait). A leg still
-    # embedding is left to finish in the background, so its vector is cached for the next keystroke, and this
-    # answer goes without it: typing speed matters more than the last point of recall.
+    # How long suggest waits for the vector leg once the text legs are done (None: always wait); this answer
+    # goes without a leg still running: typing speed matters more than the last point of recall. The query is
+    # never embedded on a keystroke's path when the embedder caches (the service's does): the leg runs only
+    # on a held vector, and a missing one is embedded in the background for the next keystroke.
     vector_budget_ms: float | None = Field(15.0, ge=0)
     # The fuzzy leg runs when the last word has at least this many characters.
     fuzzy_min_chars: int = Field(4, ge=1)

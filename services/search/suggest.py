@@ -4,7 +4,10 @@ Three legs run side by side, with the filter `available = true` (and the caller'
   prefix  the engine's prefix query on the text as typed (typo tolerant on completed words, prefix on
           the last)
   fuzzy   the same with the last word taken as complete, so a typo in it is forgiven ("godfater" → Godfather)
-  vector  k-NN on the query vector (cached), skipped for 1–2 characters, weak hits dropped
+  vector  k-NN on the query vector, skipped for 1–2 characters, weak hits dropped. The model never runs on
+          a keystroke's path: the leg runs when the cache already holds the vector of the text, or of an
+          earlier keystroke of the word being typed; on a miss the text is embedded in the background
+          (latest wins), so the next keystroke or the completed word finds it.
 Their lists are fused (weighted RRF), a popularity prior is added, duplicates removed. Completions are cut
 from the titles of the hits that match the typed words in order.
 """
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 
 from services.core.domain import Item
 from services.core.embedding import Embedder
-from services.core.engines.base import Hit, SearchEngine, fuzzy_distance, suggest_parts
+from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance, suggest_parts
 from services.core.errors import ValidationError
 from services.core.filters import And, Filter, Term
+from services.search.cache import CachingEmbedder
 from services.search.fusion import RRFFuser
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
@@ -137,6 +141,16 @@ def completion_for(title: str, completed: Sequence[str], prefix: str | None, max
     return " ".join(t for t, _, _ in tokens[anchor : min(stop + 1, anchor + max_words)])
 
 
+def vector_keys(query: str, min_chars: int) -> list[str]:
+    """Texts whose cached vector may stand for `query`, best first: the query itself, then its earlier
+    keystrokes back to the completed words ("interstel", "interste", ... for "interstell"; "the dark" for
+    "the dark kn"). A vector one keystroke old is close to the fresh one; one of another phrase is not."""
+    last = query.rsplit(" ", 1)[-1]
+    floor = max(min_chars, len(query) - len(last))
+    keys = (query[:n].rstrip() for n in range(len(query), floor - 1, -1))
+    return list(dict.fromkeys(t for t in keys if len(t) >= min_chars))
+
+
 def only_visible(flt: Filter | None) -> Filter:
     """The caller's filter and `available = true`: unavailable items are never suggested."""
     available = Term("available", True)
@@ -162,23 +176,39 @@ class Suggester:
         self._max_terms = max_terms
         self._fuser = RRFFuser(settings.rrf_k, settings.weights)
 
-    def _legs(self, typed: str, prefix: str | None, k: int, flt: Filter) -> list[tuple[str, Leg]]:
+    def _legs(
+        self, typed: str, prefix: str | None, k: int, flt: Filter
+    ) -> tuple[list[tuple[str, Leg]], list[LegReport]]:
+        """The legs to run, and reports of the legs left out (the vector leg, when no vector is held yet)."""
         s = self._settings
         legs: list[tuple[str, Leg]] = [
             (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt)),
         ]
         if prefix is not None and len(prefix) >= s.fuzzy_min_chars:
             legs.append((FUZZY, lambda: self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt)))
+        query = typed.strip()
         embedder = self._embedder
-        if embedder is not None and len(typed.strip()) >= s.vector_min_chars:
+        if embedder is None or len(query) < s.vector_min_chars:
+            return legs, []
 
-            def vector() -> list[Hit]:
-                (vec,) = embedder.embed([typed.strip()])
-                hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
-                return [h for h in hits if h.score >= s.vector_min_score]
+        def search(vec: Vector) -> list[Hit]:
+            hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
+            return [h for h in hits if h.score >= s.vector_min_score]
 
-            legs.append((VECTOR, vector))
-        return legs
+        if not isinstance(embedder, CachingEmbedder):
+            # No cache to consult (a tool or a test with a bare model): embed on the request path.
+            legs.append((VECTOR, lambda: search(embedder.embed([query])[0])))
+            return legs, []
+        held = next(
+            ((t, v) for t in vector_keys(query, s.vector_min_chars) if (v := embedder.cached(t)) is not None), None
+        )
+        if held is None or held[0] != query:
+            embedder.embed_later(query)
+        if held is None:
+            return legs, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
+        vec = held[1]
+        legs.append((VECTOR, lambda: search(vec)))
+        return legs, []
 
     def run(
         self,
@@ -198,7 +228,7 @@ class Suggester:
             raise ValidationError("q", "must not be empty")
         completed, prefix = suggest_parts(typed, self._max_terms)
         k = max(self._settings.depth, size)
-        legs = self._legs(typed, prefix, k, only_visible(filter))
+        legs, left_out = self._legs(typed, prefix, k, only_visible(filter))
 
         runs = self._run_legs(legs)
 
@@ -224,7 +254,7 @@ class Suggester:
                 if done and done not in seen_texts:
                     seen_texts.add(done)
                     found.append(Completion(done, score))
-        reports = tuple(report for _, report in runs)
+        reports = (*(report for _, report in runs), *left_out)
         return SuggestResult(typed, found, items, reports, query_id or new_query_id())
 
     def _run_legs(self, legs: Sequence[tuple[str, Leg]]) -> list[tuple[list[Hit], LegReport]]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +15,17 @@ from services.core.engines.embedded import EmbeddedEngine
 from services.core.errors import NotFoundError, ValidationError
 from services.core.filters import And, Filter, Term
 from services.core.settings import CoreSettings
+from services.search.cache import CachingEmbedder
 from services.search.settings import SuggestSettings
 from services.search.similar import SimilarItems
-from services.search.suggest import Suggester, completion_for, edit_distance, normalise_typed, only_visible
+from services.search.suggest import (
+    Suggester,
+    completion_for,
+    edit_distance,
+    normalise_typed,
+    only_visible,
+    vector_keys,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -194,26 +203,89 @@ def test_similar_excludes_the_item_honours_filters_and_404s(tmp_path: Path) -> N
         engine.close()
 
 
-class SlowEmbedder(FakeEmbedder):
+class GatedEmbedder(FakeEmbedder):
+    """Embeds only once the test opens the gate; tells when an embedding has started and finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.done = threading.Event()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        time.sleep(0.3)
-        return super().embed(texts)
+        self.started.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        out = super().embed(texts)
+        self.done.set()
+        return out
 
 
-def test_a_slow_vector_leg_is_left_behind_and_its_vector_cached_for_the_next_keystroke() -> None:
-    from services.search.cache import CachingEmbedder
-
+def test_suggest_never_waits_for_the_model_and_uses_the_vector_once_cached() -> None:
     engine = FakeEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
-    cached = CachingEmbedder(SlowEmbedder())
+    model = GatedEmbedder()
+    cached = CachingEmbedder(model)
     with ThreadPoolExecutor(3) as pool:
-        s = Suggester(engine, "items", cached, SuggestSettings(vector_budget_ms=20), executor=pool)  # type: ignore[arg-type]
-        start = time.perf_counter()
+        s = Suggester(engine, "items", cached, SuggestSettings(), executor=pool)  # type: ignore[arg-type]
+        # The model is blocked: were the request waiting for it, this call would not return.
         first = s.run("alien")
-        assert time.perf_counter() - start < 0.25  # did not wait for the 0.3 s embedding
         assert [i.id for i in first.items] == ["a"]
         vector_leg = next(leg for leg in first.legs if leg.name == "vector")
         assert vector_leg.skipped and vector_leg.hits == 0
-        time.sleep(0.4)  # the embedding finished in the background and is cached
+        assert "vector" not in [c[0] for c in engine.calls]
+        assert model.started.wait(10)  # ... and the text is being embedded in the background
+        model.gate.set()
+        assert model.done.wait(10)
+        for _ in range(1000):  # the worker stores the vector just after the model returns
+            if cached.cached("alien") is not None:
+                break
+            time.sleep(0.01)
         second = s.run("alien")
+        # the next keystroke: the word's earlier vector stands in while its own is embedded
+        third = s.run("aliens")
+    cached.close()
     assert [i.id for i in second.items] == ["a", "b"]
     assert all(leg.skipped is None for leg in second.legs)
+    assert [i.id for i in third.items] == ["a", "b"]
+    assert model.texts == ["alien", "aliens"] or model.texts == ["alien"]  # "aliens" may still be on its way
+
+
+def test_background_embedding_keeps_only_the_latest_request() -> None:
+    model = GatedEmbedder()
+    cached = CachingEmbedder(model)
+    cached.embed_later("int")
+    assert model.started.wait(10)  # "int" is in flight
+    for text in ("inte", "inter", "inters"):  # typed while the model is busy: only the last one is kept
+        cached.embed_later(text)
+    model.done.clear()
+    model.gate.set()
+    for _ in range(1000):
+        if cached.cached("inters") is not None:
+            break
+        time.sleep(0.01)
+    cached.close()
+    assert model.texts == ["int", "inters"]
+    assert cached.cached("inte") is None and cached.cached("int") is not None
+
+
+def test_a_held_vector_is_not_embedded_again_and_a_short_text_never_is() -> None:
+    model = FakeEmbedder()
+    cached = CachingEmbedder(model)
+    cached.embed(["ali"])
+    engine = FakeEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
+    s = Suggester(engine, "items", cached, SuggestSettings())  # type: ignore[arg-type]
+    assert [i.id for i in s.run("ali").items] == ["a", "b"]
+    s.run("al")
+    cached.close()
+    assert model.texts == ["ali"]
+
+
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ("inter", ["inter", "inte", "int"]),
+        ("the dark kn", ["the dark kn", "the dark k", "the dark"]),  # never a vector of fewer completed words
+        ("al", []),
+    ],
+)
+def test_vector_keys_are_the_query_then_its_earlier_keystrokes(query: str, keys: list[str]) -> None:
+    assert vector_keys(query, 3) == keys
