@@ -191,17 +191,19 @@ class RecsRefreshJob:
         *,
         engine: SearchEngine | None = None,
         alias: str = "items",
+        progress: Progress | None = None,
     ) -> None:
         self._store = store
         self._artefacts = artefacts
         self._settings = settings or RecsSettings()
         self._engine = engine
         self._alias = alias
+        self._progress = progress  # told of the ranker's training stages (a command line shows them)
 
     def run(self, *, train_ranker: bool = True, since: datetime | None = None) -> RecsArtefacts:
         interactions = list(all_interactions(self._store, since=since))
         if train_ranker:
-            trainer = RankerTrainer(self._settings, engine=self._engine, alias=self._alias)
+            trainer = RankerTrainer(self._settings, engine=self._engine, alias=self._alias, progress=self._progress)
             built = trainer.run(interactions)
         else:
             built = ArtefactBuilder(self._settings).run(InteractionLog.build(interactions, self._settings.type_weights))
