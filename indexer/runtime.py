@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from indexer.admin_store import AdminStore, admin_store_for
 from indexer.ledger import EventLedger
@@ -17,7 +18,23 @@ from services.core.engines import build_engine
 from services.core.engines.base import IndexVersion, SearchEngine
 from services.core.storage import S3BlobStore, build_blob_store
 
+if TYPE_CHECKING:
+    from services.recs import ArtefactStore, InteractionStore, RecsRefreshJob
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecsRefreshReport:
+    published: bool
+    version: str | None = None  # the live artefacts after the run
+    interactions: int = 0  # taste interactions the models were built from
+    items: int = 0
+    ranker: bool = False  # whether the published artefacts carry a trained ranker
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def ensure_live_version(engine: SearchEngine, alias: str, embedder: Embedder) -> IndexVersion:
@@ -79,6 +96,44 @@ class IndexerRuntime:
         ensure_live_version(self.engine, self.settings.index_alias, self.embedder)
         return IngestPipeline(self.settings, self.ledger, self.engine, self.embedder, self.source, self.targets)
 
+    @cached_property
+    def interactions(self) -> InteractionStore:
+        from services.recs import build_interaction_store  # the recommendation stack only where it is used
+
+        return build_interaction_store(self.settings, self.settings.recs)
+
+    @cached_property
+    def recs_artefacts(self) -> ArtefactStore:
+        from services.recs import ArtefactStore
+
+        return ArtefactStore(self.settings.recs.artefacts_path(self.settings.data_dir))
+
+    def recs_refresh_job(self) -> RecsRefreshJob:
+        from services.recs import RecsRefreshJob
+
+        alias = self.settings.index_alias
+        # Without a live index there are no item vectors: the job trains on the interaction sources alone.
+        engine = self.engine if self.engine.live_version(alias) is not None else None
+        return RecsRefreshJob(self.interactions, self.recs_artefacts, self.settings.recs, engine=engine, alias=alias)
+
+    def refresh_recs(self, *, only_if_changed: bool, train_ranker: bool = True) -> RecsRefreshReport:
+        """The periodic refresh (the Celery task, the CLI): rebuild the artefacts and publish them."""
+        started = time.monotonic()
+        job = self.recs_refresh_job()
+        built = job.run_if_changed(train_ranker=train_ranker) if only_if_changed else job.run(train_ranker=train_ranker)
+        if built is None:
+            return RecsRefreshReport(published=False, version=self.recs_artefacts.current())
+        report = RecsRefreshReport(
+            published=True,
+            version=self.recs_artefacts.current(),
+            interactions=built.n_interactions,
+            items=len(built.items),
+            ranker=built.ranker is not None,
+            seconds=round(time.monotonic() - started, 2),
+        )
+        log.info("recommendation artefacts published: %s", report)
+        return report
+
     def targets(self) -> list[Target]:
         """The live version with the model its vectors come from, plus any version a reindex is building."""
         alias = self.settings.index_alias
@@ -123,6 +178,6 @@ class IndexerRuntime:
     def close(self) -> None:
         if "engine" in self.__dict__:
             self.engine.close()
-        for name in ("ledger", "admin"):
+        for name in ("ledger", "admin", "interactions"):
             if name in self.__dict__:
                 self.__dict__[name].close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from services.core.settings import CoreSettings
+from services.recs.settings import RecsSettings
 
 
 class QueueSettings(BaseModel):
@@ -41,6 +42,8 @@ class IndexerSettings(CoreSettings):
     # Index versions kept after a reindex: the live one and this many minus one for rollback.
     reindex_keep_versions: int = 2
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    # Recommendations: the worker runs their periodic refresh; the API serves them (it extends these settings).
+    recs: RecsSettings = Field(default_factory=RecsSettings)
 
     def resolved_broker_url(self) -> str:
         if self.broker_url:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
-from indexer.celery_app import DRAIN, RECONCILE, REINDEX
+from indexer.celery_app import DRAIN, RECONCILE, RECS_REFRESH, RECS_REFRESH_POLICY, REINDEX, recs_refresh_limits
 from indexer.runtime import IndexerRuntime
 from indexer.settings import IndexerSettings
 
@@ -66,6 +66,11 @@ def register_tasks(app: Celery, settings: IndexerSettings) -> None:
 
         job = ReindexRunner(runtime(settings)).run(job_id)
         return {"job_id": job.job_id, "phase": job.phase.value, "message": job.message}
+
+    @app.task(name=RECS_REFRESH, **RECS_REFRESH_POLICY, **recs_refresh_limits(settings))
+    def recs_refresh() -> dict[str, Any]:
+        """Rebuild and publish the recommendation artefacts when interactions were recorded since the last run."""
+        return runtime(settings).refresh_recs(only_if_changed=True).as_dict()
 
     @app.task(name=RECONCILE)
     def reconcile() -> dict[str, int]:

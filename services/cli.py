@@ -37,6 +37,8 @@ rules_app = typer.Typer(
     help="Business rules (pin, hide, boost, bury, diversity...) through the API.", no_args_is_help=True
 )
 app.add_typer(rules_app, name="rules")
+recs_app = typer.Typer(help="Recommendations: the artefacts the API serves them from.", no_args_is_help=True)
+app.add_typer(recs_app, name="recs")
 console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 ApiOption = Annotated[str, typer.Option("--api", help="The API's base URL.")]
@@ -396,6 +398,33 @@ def _admin_call(method: str, url: str, key: str | None, body: Any = None) -> Any
     if response.status_code >= 400:
         _fail(f"{response.status_code}: {response.text[:500]}")
     return response.json() if response.content else None
+
+
+@recs_app.command("refresh")
+def recs_refresh(
+    train_ranker: Annotated[bool, typer.Option(help="Retrain the ranker (else keep the live one).")] = True,
+    if_changed: Annotated[bool, typer.Option(help="Skip when no interaction was recorded since the last run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild the recommendation artefacts from the interactions and publish them: what the worker's periodic
+    task does (every TRAWL_RECS__REFRESH_INTERVAL_S), once, in this process. The API picks them up by itself."""
+    from indexer.runtime import IndexerRuntime
+    from indexer.settings import IndexerSettings
+
+    runtime = IndexerRuntime(IndexerSettings())
+    try:
+        report = runtime.refresh_recs(only_if_changed=if_changed, train_ranker=train_ranker)
+    finally:
+        runtime.close()
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    elif report.published:
+        console.print(
+            f"published {report.version}: {report.interactions} interactions, {report.items} items, "
+            f"ranker {'trained' if report.ranker else 'none'}, {report.seconds} s"
+        )
+    else:
+        console.print(f"nothing new since {report.version or 'the start'}: not rebuilt")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

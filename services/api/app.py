@@ -22,7 +22,7 @@ from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
 from services.ranking.service import build_ranking_service
-from services.recs import ArtefactStore, RecommendationService, SQLiteInteractionStore
+from services.recs import ArtefactStore, RecommendationService, build_interaction_store
 from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
@@ -67,10 +67,12 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
                 settings, settings.search, engine, emb, scorer=scorer, reranker=reranker
             ),
         )
-        app.state.interactions = SQLiteInteractionStore(settings.data_dir / "interactions.sqlite")
+        # OpenSearch on the stack, SQLite on the embedded default; the worker's periodic refresh reads the same.
+        app.state.interactions = await anyio.to_thread.run_sync(build_interaction_store, settings, settings.recs)
         app.state.recommendations = RecommendationService(
             store=app.state.interactions,
-            artefacts=ArtefactStore(settings.data_dir / "recs"),
+            artefacts=ArtefactStore(settings.recs.artefacts_path(settings.data_dir)),
+            settings=settings.recs,
             engine=app.state.engine,
             alias=settings.index_alias,
         )
@@ -87,6 +89,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             app.state.rules.close()
             app.state.admin_store.close()
             app.state.ingest_ledger.close()
+            app.state.interactions.close()
             app.state.engine.close()
 
     app = FastAPI(title="trawl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core.domain import CatalogSchema, FieldKind
+from services.core.domain import CatalogSchema, FieldKind, Item
 from services.core.errors import FilterError
 
 Scalar = str | int | float | bool | datetime
@@ -153,4 +153,50 @@ def filter_fields(flt: Filter | None) -> set[str]:
             return set().union(*(filter_fields(p) for p in parts))
         case Not(inner):
             return filter_fields(inner)
+    raise TypeError(flt)
+
+
+def _values(item: Item, field: str) -> list[Any]:
+    if field.startswith("attributes."):
+        raw = item.attributes.get(field.removeprefix("attributes."))
+    else:
+        raw = getattr(item, field)
+    if raw is None:
+        return []
+    return list(raw) if isinstance(raw, list) else [raw]
+
+
+def _comparable(value: Any) -> Any:
+    return value.timestamp() if isinstance(value, datetime) else value
+
+
+def matches(flt: Filter, item: Item) -> bool:
+    """Whether an item passes a filter, with the engines' meaning: a term matches any value of a list field,
+    a range reads a field's (first) value, a missing field matches no term or range and fails `exists`.
+    For stages that hold items already (recommendation candidates); retrieval filters inside the engine."""
+    match flt:
+        case Term(field, value):
+            return _comparable(value) in {_comparable(v) for v in _values(item, field)}
+        case Terms(field, values):
+            have = {_comparable(v) for v in _values(item, field)}
+            return any(_comparable(v) in have for v in values)
+        case Exists(field):
+            return bool(_values(item, field))
+        case Range(field, gte, gt, lte, lt):
+            found = _values(item, field)
+            if not found or isinstance(found[0], bool | str):
+                return False
+            x = _comparable(found[0])
+            return (
+                (gte is None or x >= _comparable(gte))
+                and (gt is None or x > _comparable(gt))
+                and (lte is None or x <= _comparable(lte))
+                and (lt is None or x < _comparable(lt))
+            )
+        case And(parts):
+            return all(matches(p, item) for p in parts)
+        case Or(parts):
+            return any(matches(p, item) for p in parts)
+        case Not(inner):
+            return not matches(inner, item)
     raise TypeError(flt)

@@ -6,6 +6,7 @@ from services.recs.interactions import (
     InteractionStore,
     InteractionType,
     SQLiteInteractionStore,
+    build_interaction_store,
 )
 from services.recs.models import ArtefactBuilder, ArtefactStore, CoInteractionJob, InteractionLog, RecsArtefacts
 from services.recs.pipeline import RecommendationPipeline, RecommendationService
@@ -33,4 +34,5 @@ __all__ = [
     "RecsRefreshJob",
     "RecsSettings",
     "SQLiteInteractionStore",
+    "build_interaction_store",
 ]

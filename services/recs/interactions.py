@@ -2,8 +2,8 @@
 
 `InteractionStore` is the role; `SQLiteInteractionStore` keeps them durably on the embedded default (WAL, so
 that the periodic job reads while the API writes) and `InMemoryInteractionStore` serves tests and offline
-training. An OpenSearch-backed store fits the same Protocol: `record` is a bulk write, `history` a term query
-on `user_id` sorted by (`timestamp`, `seq`) descending, `scan` a `search_after` walk in (`timestamp`, `seq`) order.
+training. On the stack, `OpenSearchInteractionStore` (services/core/engines/opensearch/interactions.py) keeps
+them in an index; `build_interaction_store` picks one by the engine setting.
 
 Order matters: interactions with equal timestamps keep the order in which they were recorded (`seq`).
 """
@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from services.core.domain import MAX_ID_CHARS
 from services.core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from services.core.settings import CoreSettings
+    from services.recs.settings import RecsSettings
 
 MAX_BATCH = 10_000
 
@@ -84,7 +88,8 @@ class InteractionStore(Protocol):
     """Durable interactions: written in batches, read as a user's recent history or all in time order."""
 
     def record(self, interactions: Sequence[Interaction]) -> int:
-        """Store a batch (all or nothing); returns how many were stored."""
+        """Store a batch; returns how many were stored. Stored means visible to the next read. SQLite stores
+        all or nothing; OpenSearch all or raises, and never duplicates what it resends."""
         ...
 
     def history(
@@ -111,7 +116,7 @@ class InteractionStore(Protocol):
     def close(self) -> None: ...
 
 
-def _check_batch(interactions: Sequence[Interaction]) -> None:
+def check_batch(interactions: Sequence[Interaction]) -> None:
     if len(interactions) > MAX_BATCH:
         raise ValidationError("interactions", f"at most {MAX_BATCH} per batch")
 
@@ -160,7 +165,7 @@ class SQLiteInteractionStore:
             self._conn.executescript(_SCHEMA)
 
     def record(self, interactions: Sequence[Interaction]) -> int:
-        _check_batch(interactions)
+        check_batch(interactions)
         rows = [(i.user_id, i.item_id, i.type.value, i.epoch, i.value, i.query_id, i.position) for i in interactions]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -256,7 +261,7 @@ class InMemoryInteractionStore:
                 self._sorted = True
 
     def record(self, interactions: Sequence[Interaction]) -> int:
-        _check_batch(interactions)
+        check_batch(interactions)
         self._add(interactions)
         return len(interactions)
 
@@ -300,3 +305,13 @@ class InMemoryInteractionStore:
 def all_interactions(store: InteractionStore, *, since: datetime | None = None) -> Iterator[Interaction]:
     for batch in store.scan(since=since):
         yield from batch
+
+
+def build_interaction_store(settings: CoreSettings, recs: RecsSettings) -> InteractionStore:
+    """The store the deployment's engine goes with: an OpenSearch index on the stack (durable and shared by
+    every API replica and worker), SQLite under the data dir on the embedded default."""
+    if settings.engine == "opensearch":
+        from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+        return OpenSearchInteractionStore(settings.opensearch, recs.interactions_index_name(settings.index_alias))
+    return SQLiteInteractionStore(recs.interactions_path(settings.data_dir))

@@ -356,6 +356,17 @@ class ArtefactStore:
         except FileNotFoundError:
             return None
 
+    def load_info(self) -> dict[str, Any] | None:
+        """The live artefacts' `info` without loading their arrays (None when none are published)."""
+        name = self.current()
+        if name is None:
+            return None
+        try:
+            manifest = json.loads((self._root / name / "manifest.json").read_text())
+        except FileNotFoundError:  # pruned by a newer publication meanwhile
+            return None
+        return dict(manifest.get("info", {}))
+
     def load(self) -> RecsArtefacts | None:
         name = self.current()
         if name is None:

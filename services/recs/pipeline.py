@@ -4,6 +4,9 @@
             -> FeatureBuilder -> ranker (LambdaRank, or RRF while none is trained) -> NegativeDemoter
             -> CatalogGuard -> RecommendationResult
 
+A request's filter holds for every item returned: the vector source passes it into the engine's k-NN search,
+the other sources keep their best items that pass it, and the guard checks the final list.
+
 Cold start: when the interaction models know none of the profile's items, the answer is the nearest items by
 content (the vector source), then trending items; with no profile at all, trending items.
 """
@@ -18,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from services.core.engines.base import SearchEngine
+from services.core.errors import ValidationError
+from services.recs.catalog import CatalogView
 from services.recs.interactions import InteractionStore
 from services.recs.models import ArtefactStore, RecsArtefacts, empty_artefacts
 from services.recs.profile import ContextEncoder, EngineItemVectors, ItemVectors, ProfileBuilder, UserVectorBuilder
@@ -106,11 +111,23 @@ class RecommendationPipeline:
         self.ranker = ranker
         self.demoter = NegativeDemoter(artefacts, vectors, settings)
         self.guard = CatalogGuard(engine, alias)
+        self._engine = engine
+        self._alias = alias
 
-    def candidates(self, request: RecommendationRequest, *, with_features: bool = True) -> CandidateSet:
+    def catalog(self, request: RecommendationRequest) -> CatalogView | None:
+        """The request's view of the catalog, shared by the sources (its filter) and the guard."""
+        if self._engine is None:
+            if request.filter is not None:
+                raise ValidationError("filter", "cannot be applied: this pipeline has no catalog to read items from")
+            return None
+        return CatalogView(self._engine, self._alias, request.filter, scan_limit=self.settings.filter_scan_limit)
+
+    def candidates(
+        self, request: RecommendationRequest, *, with_features: bool = True, catalog: CatalogView | None = None
+    ) -> CandidateSet:
         """The candidate stage alone (the ranker's trainer calls this too, so it learns on what it will rank)."""
         profile = self.profiles.run(request)
-        context = self.encoder.run(profile)
+        context = self.encoder.run(profile, catalog if catalog is not None else self.catalog(request))
         depth = max(self.settings.source_depth, 2 * request.k)
         results = tuple(source.run(context, k=depth) for source in self.sources)
         candidates = self.merger.run(results, context)
@@ -121,7 +138,8 @@ class RecommendationPipeline:
         return CandidateSet(context, results, candidates, features)
 
     def run(self, request: RecommendationRequest) -> RecommendationResult:
-        cs = self.candidates(request, with_features=True)
+        catalog = self.catalog(request)
+        cs = self.candidates(request, with_features=True, catalog=catalog)
         context = cs.context
         if context.known:
             ranked = self.demoter.run(self.ranker.run(cs.candidates, cs.features), context)
@@ -129,7 +147,7 @@ class RecommendationPipeline:
         else:
             ranked, mode = _cold_start(cs.candidates, cs.results)
             ranker_name = "fallback"
-        final = self.guard.run(ranked, request.k)
+        final = self.guard.run(ranked, request.k, catalog)
         return RecommendationResult(
             items=[Recommendation(r.candidate.item_id, r.score, dict(r.candidate.sources)) for r in final],
             mode=mode,
@@ -158,7 +176,8 @@ def _cold_start(candidates: list[Candidate], results: Sequence[SourceResult]) ->
 
 class RecommendationService:
     """What the API holds: the pipeline over the live artefacts, swapped when the periodic job publishes new
-    ones (checked at most every `reload_every_s`). Before the first job has run, it serves cold start only."""
+    ones. Every request checks the published version (one small file read) once `reload_every_s` (default:
+    the settings') has passed since the last check. Before the first job has run, it serves cold start only."""
 
     def __init__(
         self,
@@ -168,14 +187,14 @@ class RecommendationService:
         settings: RecsSettings | None = None,
         engine: SearchEngine | None = None,
         alias: str = "items",
-        reload_every_s: float = 30.0,
+        reload_every_s: float | None = None,
     ) -> None:
         self._store = store
         self._artefacts = artefacts
         self._settings = settings or RecsSettings()
         self._engine = engine
         self._alias = alias
-        self._reload_every_s = reload_every_s
+        self._reload_every_s = self._settings.reload_every_s if reload_every_s is None else reload_every_s
         self._lock = threading.Lock()
         self._version: str | None = None
         self._checked = -float("inf")
@@ -199,7 +218,11 @@ class RecommendationService:
             current = self._artefacts.current()
             if current is None or current == self._version:
                 return False
-            loaded = self._artefacts.load()
+            try:
+                loaded = self._artefacts.load()
+            except (OSError, ValueError, KeyError) as exc:  # pruned or half-written: keep serving what we have
+                log.warning("could not load recommendation artefacts %s: %s", current, exc)
+                return False
             if loaded is None:
                 return False
             self._pipeline = self._build(loaded)

@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from services.core.engines.base import SearchEngine
+from services.recs.catalog import CatalogView
 from services.recs.interactions import InteractionStore, InteractionType
 from services.recs.models import RecsArtefacts
 from services.recs.settings import RecsSettings
@@ -163,7 +164,7 @@ class ContextEncoder:
         self._vectors = vectors
         self._decay = settings.last_items_decay
 
-    def run(self, profile: Profile) -> RecContext:
+    def run(self, profile: Profile, catalog: CatalogView | None = None) -> RecContext:
         index = self._artefacts.items
         rows = index.lookup(profile.items)
         weights = np.asarray(profile.weights, dtype=np.float32)
@@ -186,4 +187,5 @@ class ContextEncoder:
             excluded_mask=mask,
             user_vector=user_vector,
             last_vector=last_vector,
+            catalog=catalog,
         )

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from services.core.engines.base import SearchEngine
+from services.recs.catalog import CatalogView
 from services.recs.models import DAY, RecsArtefacts
 from services.recs.profile import ItemVectors
 from services.recs.settings import RecsSettings
@@ -248,23 +249,27 @@ class NegativeDemoter:
 
 
 class CatalogGuard:
-    """Keeps only items the catalog still offers (present, available), in order, until k are found. Reads
-    a few more than it needs at a time, so that a deleted item costs no second round trip."""
+    """Keeps only items the catalog still offers (present, available, passing the request's filter), in order,
+    until k are found. Reads a few more than it needs at a time, so that a deleted item costs no second round
+    trip; items the sources already read for the filter are not read again."""
 
     def __init__(self, engine: SearchEngine | None, alias: str, spare: int = 5) -> None:
         self._engine = engine
         self._alias = alias
         self._spare = spare
 
-    def run(self, ranked: Sequence[RankedCandidate], k: int) -> list[RankedCandidate]:
-        if self._engine is None:
-            return list(ranked[:k])
+    def run(
+        self, ranked: Sequence[RankedCandidate], k: int, catalog: CatalogView | None = None
+    ) -> list[RankedCandidate]:
+        if catalog is None:
+            if self._engine is None:
+                return list(ranked[:k])
+            catalog = CatalogView(self._engine, self._alias)
         out: list[RankedCandidate] = []
         start = 0
         while start < len(ranked) and len(out) < k:
             chunk = ranked[start : start + 2 * (k - len(out)) + self._spare]
             start += len(chunk)
-            docs = self._engine.get(self._alias, [r.candidate.item_id for r in chunk])
-            ok = {d.item.id for d in docs if d.item.available}
+            ok = set(catalog.admitted([r.candidate.item_id for r in chunk]))
             out.extend(r for r in chunk if r.candidate.item_id in ok)
         return out[:k]

@@ -61,6 +61,27 @@ class RecsSettings(BaseModel):
     transitions: TransitionSettings = Field(default_factory=TransitionSettings)
     ease: EaseSettings = Field(default_factory=EaseSettings)
     ranker: RankerSettings = Field(default_factory=RankerSettings)
-    # Where the periodic job writes the trained artefacts and the service reads them.
-    artefacts_dir: Path = Path("./var/recs")
-    interactions_db: Path = Path("./var/interactions.sqlite")
+    # How far down a source's ranked list candidates are checked against a request's filter before it gives up.
+    filter_scan_limit: int = Field(default=5000, ge=1, le=100_000)
+    # The periodic refresh (a Celery beat task; `trawl recs refresh` runs it once): rebuild the artefacts and
+    # retrain the ranker this often, when interactions were recorded since the last run.
+    refresh_interval_s: float = Field(default=3600.0, gt=0)
+    refresh_time_limit_s: int = Field(default=3600, ge=10)
+    # How often the API checks for newly published artefacts (one small file read per check).
+    reload_every_s: float = Field(default=30.0, ge=0)
+    # Where the periodic job writes the trained artefacts and the service reads them (default: DATA_DIR/recs).
+    # Worker and API must see the same folder.
+    artefacts_dir: Path | None = None
+    # The SQLite store of the embedded default (default: DATA_DIR/interactions.sqlite).
+    interactions_db: Path | None = None
+    # The OpenSearch index of interactions when the engine is OpenSearch (default: "<index alias>-interactions").
+    interactions_index: str | None = None
+
+    def artefacts_path(self, data_dir: Path) -> Path:
+        return self.artefacts_dir if self.artefacts_dir is not None else data_dir / "recs"
+
+    def interactions_path(self, data_dir: Path) -> Path:
+        return self.interactions_db if self.interactions_db is not None else data_dir / "interactions.sqlite"
+
+    def interactions_index_name(self, alias: str) -> str:
+        return self.interactions_index or f"{alias}-interactions"

@@ -32,21 +32,41 @@ class CandidateSource(Protocol):
     def run(self, context: RecContext, *, k: int) -> SourceResult: ...
 
 
+def _best_rows(scores: FloatArray, k: int) -> np.ndarray:
+    """Rows of the k best finite scores, best first; ties: lower row first."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+    part = part[np.isfinite(scores[part])]
+    return part[np.lexsort((part, -scores[part]))]
+
+
 def top_items(
     name: str, artefacts: RecsArtefacts, dense: FloatArray, context: RecContext, k: int, *, positive: bool = True
 ) -> SourceResult:
-    """The k best items of a dense score vector, excluded items (and non-positive scores) left out."""
+    """The k best items of a dense score vector, excluded items (and non-positive scores) left out. Under a
+    request filter, items are taken best first while the catalog's copy of them passes it, so that a narrow
+    filter still gets k items (looking at most `scan_limit` deep)."""
     scores = np.where(context.excluded_mask, -np.inf, dense)
     if positive:
         scores = np.where(scores > 0, scores, -np.inf)
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return SourceResult(name, (), (), dense)
-    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
-    part = part[np.isfinite(scores[part])]
-    order = part[np.lexsort((part, -scores[part]))]  # best first; ties: lower row first
     ids = artefacts.items.ids
-    return SourceResult(name, tuple(ids[r] for r in order), tuple(float(scores[r]) for r in order), dense)
+    catalog = context.catalog
+    if catalog is None or catalog.filter is None:
+        order = _best_rows(scores, k)
+        return SourceResult(name, tuple(ids[r] for r in order), tuple(float(scores[r]) for r in order), dense)
+    ranked = _best_rows(scores, catalog.scan_limit)
+    kept: list[int] = []
+    start, chunk = 0, max(2 * k, 32)
+    while start < len(ranked) and len(kept) < k:
+        rows = ranked[start : start + chunk]
+        start += len(rows)
+        admitted = set(catalog.admitted([ids[r] for r in rows]))
+        kept.extend(int(r) for r in rows if ids[r] in admitted)
+        chunk *= 2  # a filter that admitted few so far will likely admit few further down: read more at once
+    kept = kept[:k]
+    return SourceResult(name, tuple(ids[r] for r in kept), tuple(float(scores[r]) for r in kept), dense)
 
 
 def _weighted_rows(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> FloatArray:
@@ -133,7 +153,8 @@ class TrendingSource:
 
 class VectorSource:
     """Nearest items to the user (or seed) vector, through the engine's vector search (engine-agnostic).
-    Exclusions and availability go to the engine as a filter, so that it returns k usable items."""
+    Exclusions, availability and the request's filter go to the engine as one filter, applied inside the
+    k-NN search, so that it returns k usable items."""
 
     name = VECTOR
 
@@ -147,6 +168,8 @@ class VectorSource:
             return SourceResult(self.name, (), ())
         excluded = context.profile.excluded
         available: Filter = Term("available", True)
+        if context.filter is not None:
+            available = And((available, context.filter))
         if not excluded:
             flt, asked = available, k
         elif len(excluded) <= self._max_filter_ids:

@@ -32,6 +32,7 @@ from services.recs.sources import CandidateSource
 from services.recs.types import RecommendationRequest
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+STORE_COUNT = "store_count"  # in the artefacts' info: how many interactions the store held when they were built
 SourcesFactory = Callable[[RecsArtefacts], Sequence[CandidateSource]]
 
 
@@ -200,7 +201,24 @@ class RecsRefreshJob:
         self._alias = alias
         self._progress = progress  # told of the ranker's training stages (a command line shows them)
 
-    def run(self, *, train_ranker: bool = True, since: datetime | None = None) -> RecsArtefacts:
+    def run_if_changed(self, *, train_ranker: bool = True) -> RecsArtefacts | None:
+        """What the periodic task calls: run unless the store holds exactly the interactions the live
+        artefacts were built from (or none at all); None when skipped."""
+        stored = self._store.count()
+        if stored == 0 or stored == self._live_source_count():
+            return None
+        return self.run(train_ranker=train_ranker, store_count=stored)
+
+    def _live_source_count(self) -> int | None:
+        live = self._artefacts.load_info()
+        value = None if live is None else live.get(STORE_COUNT)
+        return int(value) if value is not None else None
+
+    def run(
+        self, *, train_ranker: bool = True, since: datetime | None = None, store_count: int | None = None
+    ) -> RecsArtefacts:
+        # Counted before the scan: an interaction recorded meanwhile makes the next periodic run rebuild again.
+        counted = self._store.count() if store_count is None else store_count
         interactions = list(all_interactions(self._store, since=since))
         if train_ranker:
             trainer = RankerTrainer(self._settings, engine=self._engine, alias=self._alias, progress=self._progress)
@@ -211,5 +229,7 @@ class RecsRefreshJob:
             if previous is not None and previous.ranker is not None and previous.feature_names == list(FEATURE_NAMES):
                 built.ranker, built.feature_names = previous.ranker, previous.feature_names
         built.built_at = datetime.now(UTC)
+        if since is None:
+            built.info[STORE_COUNT] = counted
         self._artefacts.save(built)
         return built

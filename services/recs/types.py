@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from services.core.errors import ValidationError
+from services.core.filters import Filter
+
+if TYPE_CHECKING:
+    from services.recs.catalog import CatalogView
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -34,7 +39,8 @@ class RecommendationRequest:
     """For a user (their recent history) or for seed items (a playlist or basket, with optional negatives).
 
     `at` is the moment of the request: history up to it, trending windows ending at it (now when None);
-    offline evaluation replays the past with it."""
+    offline evaluation replays the past with it. `filter` (the neutral filter of /v1/search) holds for every
+    item returned: each candidate source applies it."""
 
     user_id: str | None = None
     seed_item_ids: tuple[str, ...] = ()
@@ -42,6 +48,7 @@ class RecommendationRequest:
     exclude_item_ids: tuple[str, ...] = ()
     k: int = 10
     at: datetime | None = None
+    filter: Filter | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= MAX_K:
@@ -81,6 +88,12 @@ class RecContext:
     excluded_mask: BoolArray  # over the vocabulary
     user_vector: Vector | None
     last_vector: Vector | None  # the most recent profile item's vector
+    # The request's view of the catalog (its filter, the items fetched so far); None without an engine.
+    catalog: CatalogView | None = None
+
+    @property
+    def filter(self) -> Filter | None:
+        return None if self.catalog is None else self.catalog.filter
 
     @property
     def known(self) -> bool:

@@ -9,16 +9,17 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from services.api.schemas.common import ERROR_RESPONSES, FILTER_DESCRIPTION, filter_from_json
 from services.core.domain import Item
 from services.recs import (
     Interaction,
+    InteractionStore,
     InteractionType,
     RecommendationRequest,
     RecommendationService,
-    SQLiteInteractionStore,
 )
 
-router = APIRouter(prefix="/v1", tags=["recommendations"])
+router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
 
 
 class InteractionIn(BaseModel):
@@ -41,6 +42,7 @@ class RecommendationIn(BaseModel):
     negative_item_ids: list[str] = Field(default_factory=list)
     exclude_item_ids: list[str] = Field(default_factory=list)
     k: int = 10
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DESCRIPTION + " Every candidate source applies it.")
 
 
 class RecommendedItem(BaseModel):
@@ -64,7 +66,7 @@ def post_interactions(body: InteractionsIn | InteractionIn, request: Request) ->
     """Impressions, clicks, add-to-cart, purchases, ratings: stored durably for training and analytics."""
     rows = body.interactions if isinstance(body, InteractionsIn) else [body]
     now = datetime.now(UTC)
-    store: SQLiteInteractionStore = request.app.state.interactions
+    store: InteractionStore = request.app.state.interactions
     # Interaction checks the type itself (422 naming `type` for an unknown one).
     batch = [
         Interaction(
@@ -79,8 +81,11 @@ def post_interactions(body: InteractionsIn | InteractionIn, request: Request) ->
 @router.post("/recommendations", response_model=RecommendationOut)
 def recommend(body: RecommendationIn, request: Request) -> RecommendationOut:
     """For a user (from their recent interactions) or for seed items (with optional negatives); items the user
-    already interacted with are excluded; with no history, content similarity, then trending."""
+    already interacted with are excluded; with no history, content similarity, then trending. `filter` takes the
+    neutral filter of /v1/search (422 naming the field when it is not valid) and holds for every item returned."""
     service: RecommendationService = request.app.state.recommendations
+    settings = request.app.state.settings
+    flt = filter_from_json(body.filter, settings.catalog)
     result = service.run(
         RecommendationRequest(
             user_id=body.user_id,
@@ -88,12 +93,11 @@ def recommend(body: RecommendationIn, request: Request) -> RecommendationOut:
             negative_item_ids=tuple(body.negative_item_ids),
             exclude_item_ids=tuple(body.exclude_item_ids),
             k=body.k,
+            filter=flt,
         )
     )
     engine = request.app.state.engine
-    items = {
-        d.item.id: d.item for d in engine.get(request.app.state.settings.index_alias, [r.item_id for r in result.items])
-    }
+    items = {d.item.id: d.item for d in engine.get(settings.index_alias, [r.item_id for r in result.items])}
     out: list[RecommendedItem] = []
     for rank, rec in enumerate(result.items, start=1):
         sources: dict[str, Any] = {name: {"score": hit.score, "rank": hit.rank} for name, hit in rec.sources.items()}

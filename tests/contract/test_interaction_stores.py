@@ -1,0 +1,173 @@
+"""The interaction store contract, written once and run against every store: SQLite (the embedded default),
+OpenSearch (the stack; a uuid-named index on the real node, skipped when none answers) and in memory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.core.errors import ValidationError
+from services.core.settings import CoreSettings, OpenSearchSettings
+from services.recs.interactions import (
+    MAX_BATCH,
+    InMemoryInteractionStore,
+    Interaction,
+    InteractionStore,
+    InteractionType,
+    SQLiteInteractionStore,
+    build_interaction_store,
+)
+from services.recs.settings import RecsSettings
+
+pytestmark = pytest.mark.contract
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+Opener = Callable[[], InteractionStore]  # a second handle on the same stored interactions
+
+
+def ev(
+    user: str, item: str, minutes: float, kind: InteractionType = InteractionType.CLICK, **kw: object
+) -> Interaction:
+    return Interaction(user, item, kind, T0 + timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("opensearch", marks=pytest.mark.opensearch), "memory"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    opened: list[InteractionStore] = []
+    if request.param == "sqlite":
+
+        def open_store() -> InteractionStore:
+            opened.append(SQLiteInteractionStore(tmp_path / "i.sqlite"))
+            return opened[-1]
+    elif request.param == "opensearch":
+        os_settings: OpenSearchSettings = request.getfixturevalue("opensearch_settings")
+        index = f"contract-interactions-{uuid.uuid4().hex[:10]}"
+
+        def open_store() -> InteractionStore:
+            from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+            opened.append(OpenSearchInteractionStore(os_settings, index))
+            return opened[-1]
+    else:
+        shared = InMemoryInteractionStore()
+
+        def open_store() -> InteractionStore:
+            return shared
+
+    yield open_store
+    if request.param == "opensearch" and opened:
+        from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+        assert isinstance(opened[0], OpenSearchInteractionStore)
+        opened[0].drop()
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: Opener) -> InteractionStore:
+    return opener()
+
+
+def test_history_is_the_most_recent_oldest_first_with_ties_in_recording_order(store: InteractionStore) -> None:
+    store.record([ev("u", "a", 1), ev("u", "b", 5), ev("u", "c", 5), ev("u", "d", 3), ev("v", "x", 9)])
+    store.record([ev("u", "e", 5)])  # a later batch with the same timestamp comes after
+    assert [i.item_id for i in store.history("u", limit=10)] == ["a", "d", "b", "c", "e"]
+    assert [i.item_id for i in store.history("u", limit=2)] == ["c", "e"]
+    assert [i.item_id for i in store.history("u", limit=10, until=T0 + timedelta(minutes=3))] == ["a", "d"]
+    assert store.history("nobody", limit=10) == []
+
+
+def test_every_field_round_trips(store: InteractionStore) -> None:
+    bought = ev("u", "bought", 2, InteractionType.PURCHASE, value=19.9, query_id="q1", position=3)
+    store.record([bought, ev("u", "plain", 3)])
+    first, second = store.history("u", limit=10)
+    assert first == bought
+    assert (second.value, second.query_id, second.position) == (None, None, None)
+    assert first.timestamp == T0 + timedelta(minutes=2) and first.timestamp.tzinfo is not None
+
+
+def test_history_and_exclusions_can_be_limited_to_types(store: InteractionStore) -> None:
+    store.record(
+        [
+            ev("u", "seen", 1, InteractionType.IMPRESSION),
+            ev("u", "bought", 2, InteractionType.PURCHASE),
+            ev("u", "bought", 4, InteractionType.CLICK),
+        ]
+    )
+    taste = [InteractionType.CLICK, InteractionType.PURCHASE]
+    assert [i.type for i in store.history("u", limit=10, types=taste)] == [
+        InteractionType.PURCHASE,
+        InteractionType.CLICK,
+    ]
+    assert store.interacted_items("u", types=taste) == {"bought"}
+    assert store.interacted_items("u") == {"seen", "bought"}
+    assert store.interacted_items("u", types=[]) == set()
+    assert store.history("u", limit=10, types=[]) == []
+    assert store.interacted_items("nobody") == set()
+
+
+def test_scan_walks_everything_in_time_order_across_batches_with_equal_timestamps(store: InteractionStore) -> None:
+    events = [ev(f"u{n % 3}", f"i{n}", minutes=n // 4) for n in range(23)]  # runs of 4 equal timestamps
+    store.record(events[::-1][:10])
+    store.record(events[::-1][10:])
+    batches = list(store.scan(batch_size=3))
+    assert all(len(b) <= 3 for b in batches)
+    scanned = [i for b in batches for i in b]
+    assert len(scanned) == store.count() == 23
+    assert sorted(i.item_id for i in scanned) == sorted(e.item_id for e in events)  # none skipped or repeated
+    times = [i.timestamp for i in scanned]
+    assert times == sorted(times)
+    # ties keep recording order: within a minute, the reversed input order
+    assert [i.item_id for i in scanned[:4]] == ["i3", "i2", "i1", "i0"]
+    since = [i for batch in store.scan(since=T0 + timedelta(minutes=4), batch_size=5) for i in batch]
+    assert {i.item_id for i in since} == {f"i{n}" for n in range(16, 23)}
+
+
+def test_what_is_recorded_is_read_at_once_by_another_handle(opener: Opener) -> None:
+    writer, reader = opener(), opener()
+    assert writer.record([ev("u", "a", 1), ev("u", "b", 2)]) == 2
+    assert [i.item_id for i in reader.history("u", limit=5)] == ["a", "b"]
+    assert reader.count() == 2
+
+
+def test_a_batch_over_the_limit_is_stored_not_at_all(store: InteractionStore) -> None:
+    with pytest.raises(ValidationError):
+        store.record([ev("u", "a", 1)] * (MAX_BATCH + 1))
+    assert store.count() == 0
+    assert store.record([]) == 0
+
+
+def test_the_store_follows_the_engine_setting(tmp_path: Path) -> None:
+    recs = RecsSettings()
+    embedded = build_interaction_store(CoreSettings(data_dir=tmp_path / "var"), recs)
+    try:
+        assert isinstance(embedded, SQLiteInteractionStore)
+        assert (tmp_path / "var" / "interactions.sqlite").exists()
+    finally:
+        embedded.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_keeps_interactions_in_an_index_named_after_the_alias(
+    opensearch_settings: OpenSearchSettings,
+) -> None:
+    from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+    alias = f"contract-{uuid.uuid4().hex[:10]}"
+    settings = CoreSettings(engine="opensearch", opensearch=opensearch_settings, index_alias=alias)
+    store = build_interaction_store(settings, RecsSettings())
+    try:
+        assert isinstance(store, OpenSearchInteractionStore)
+        assert store.index == f"{alias}-interactions"
+        store.record([ev("u", "a", 1)])
+        again = build_interaction_store(settings, RecsSettings())  # a second process finds the index there
+        assert [i.item_id for i in again.history("u", limit=1)] == ["a"]
+        again.close()
+    finally:
+        store.drop()
+        store.close()
