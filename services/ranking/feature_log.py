@@ -14,9 +14,9 @@ thread, so a slow disk or bucket never slows a search; a full queue drops record
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import math
 import os
 import queue
 import threading
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from services.core.settings import CoreSettings
 from services.core.storage import BlobStore, S3BlobStore
@@ -54,6 +56,12 @@ class FeatureRecord:
     ts: datetime
 
     def to_json(self) -> str:
+        # Rounded and NaN-mapped as one array: per value in Python this took ~7 ms a record, on the GIL that
+        # the searches need.
+        values = np.round(np.array([i.values for i in self.items], dtype=np.float64).reshape(len(self.items), -1), 6)
+        rows: list[list[float | None]] = values.tolist()
+        for r, c in np.argwhere(np.isnan(values)).tolist():
+            rows[r][c] = None
         return json.dumps(
             {
                 "query_id": self.query_id,
@@ -68,9 +76,9 @@ class FeatureRecord:
                         "rank": i.rank,
                         "fused_rank": i.fused_rank,
                         "score": round(i.score, 6),
-                        "values": [None if math.isnan(v) else round(float(v), 6) for v in i.values],
+                        "values": row,
                     }
-                    for i in self.items
+                    for i, row in zip(self.items, rows, strict=True)
                 ],
             },
             ensure_ascii=False,
@@ -150,8 +158,14 @@ def build_sink(core: CoreSettings, settings: FeatureLogSettings) -> FeatureSink:
 class FeatureLogger:
     """Queues records and writes them from one background thread, in batches per day."""
 
-    def __init__(self, sink: FeatureSink, *, flush_every_s: float = 1.0, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, sink: FeatureSink, *, flush_every_s: float = 1.0, max_queue: int = 10_000, sample_every: int = 1
+    ) -> None:
+        if sample_every < 1:
+            raise ValueError("sample_every must be >= 1")
         self._sink = sink
+        self._sample_every = sample_every
+        self._seen = itertools.count()  # next() on a count is atomic under the GIL
         # records, flush markers (set once everything queued before them is written) and None (stop)
         self._queue: queue.Queue[FeatureRecord | threading.Event | None] = queue.Queue(maxsize=max_queue)
         self._flush_every = flush_every_s
@@ -160,6 +174,11 @@ class FeatureLogger:
         self.failed = 0
         self._thread = threading.Thread(target=self._loop, name="feature-log", daemon=True)
         self._thread.start()
+
+    def sampled(self) -> bool:
+        """Whether the next query is to be logged: one in `sample_every`, the first one included. Asked
+        before the record is built, so a query left out costs nothing."""
+        return next(self._seen) % self._sample_every == 0
 
     def log(self, record: FeatureRecord) -> None:
         try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,12 +202,23 @@ def _bm25(tf: Floats, lengths: Floats, qtf: Floats) -> Floats:
     return scores
 
 
+@dataclass(frozen=True, slots=True)
+class _ItemTexts:
+    title: AnalysedText
+    body: AnalysedText
+    meta: AnalysedText  # categories, tags and brand
+
+
 class FeatureExtractor:
     """Computes `SEARCH_FEATURES` for a request's fused candidates (given in fused order).
 
     The `prf_docs` top fused candidates give `prf_terms` feedback terms (the highest summed tf/length x idf
     over those candidates, idf counted over the candidate set, query terms excluded): a pseudo-relevance
     feedback signal inside the request, with no second query to the engine.
+
+    Analysing a candidate's texts is most of the cost, and the same items come back query after query, so
+    the analysed title, body and categories of the last `cache_items` items are kept (least recently used
+    go first), by item id and a digest of exactly those texts: an update that changes them is analysed again.
     """
 
     feature_set = SEARCH_FEATURES
@@ -217,11 +230,17 @@ class FeatureExtractor:
         prf_docs: int = 10,
         prf_terms: int = 20,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache_items: int = 10_000,
     ) -> None:
+        if cache_items < 0:
+            raise ValueError("cache_items must be >= 0")
         self._analyser = analyser or Analyser()
         self._prf_docs = prf_docs
         self._prf_terms = prf_terms
         self._clock = clock
+        self._cache_items = cache_items
+        self._analysed: OrderedDict[str, tuple[int, _ItemTexts]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def analyser(self) -> Analyser:
@@ -274,8 +293,9 @@ class FeatureExtractor:
         m = q_unique.shape[0]
         q_pairs = np.unique(pair_key(q[:-1], q[1:])) if q.shape[0] > 1 else np.empty(0, np.int64)
         phrase = " " + " ".join(map(str, q.tolist())) + " "
-        titles = an.analyse_all([c.item.title for c in cands])
-        bodies = an.analyse_all([c.item.body for c in cands])
+        analysed = self._item_texts(cands)
+        titles = [a.title for a in analysed]
+        bodies = [a.body for a in analysed]
         sparse = {"title": _Sparse.terms(titles), "body": _Sparse.terms(bodies)}
         feedback, weights = self._feedback(sparse["title"], sparse["body"], titles, bodies, q_unique)
         # one pass per field over its terms: the query's terms and the feedback terms together
@@ -317,9 +337,33 @@ class FeatureExtractor:
         for i in np.flatnonzero(cols["title_phrase"]):
             exact[i] = titles[i].length == q.shape[0]
         cols["title_exact"] = exact
-        meta = an.analyse_all([" ".join([*c.item.categories, *c.item.tags, c.item.brand or ""]) for c in cands])
+        meta = [a.meta for a in analysed]
         cols["category_match"] = (_Sparse.terms(meta).dense(q_unique) > 0).mean(axis=1) if m else np.zeros(n)
         return cols
+
+    def _item_texts(self, cands: Sequence[Candidate]) -> list[_ItemTexts]:
+        """Each candidate's analysed texts, from the cache when its texts are unchanged."""
+        out: list[_ItemTexts] = []
+        for c in cands:
+            item = c.item
+            texts = (item.title, item.body, " ".join([*item.categories, *item.tags, item.brand or ""]))
+            digest = hash(texts)  # in-process only, like the cache; with the id, a collision is out of reach
+            with self._lock:
+                held = self._analysed.get(c.id)
+                if held is not None and held[0] == digest:
+                    self._analysed.move_to_end(c.id)
+                    out.append(held[1])
+                    continue
+            an = self._analyser
+            fresh = _ItemTexts(an.analyse_once(texts[0]), an.analyse_once(texts[1]), an.analyse_once(texts[2]))
+            out.append(fresh)
+            if self._cache_items:
+                with self._lock:
+                    self._analysed[c.id] = (digest, fresh)
+                    self._analysed.move_to_end(c.id)
+                    while len(self._analysed) > self._cache_items:
+                        self._analysed.popitem(last=False)
+        return out
 
     def _feedback(
         self,

@@ -204,7 +204,7 @@ class LambdaRankScorer:
             ScoredCandidate(c, low - 1.0 - i, len(head) + i + 1) for i, c in enumerate(tail)
         )  # below every scored candidate, in the fused order
         self.metrics.count(fallback=fallback, ms=(time.perf_counter() - start) * 1000)
-        if self._feature_log is not None:
+        if self._feature_log is not None and self._feature_log.sampled():
             self._log(query, matrix, out, model)
         return out
 

@@ -91,13 +91,16 @@ def build_ranking_service(core: CoreSettings, settings: RankingSettings) -> Rank
     """At startup a model that cannot be served does not stop the service: it falls back to the fused order
     and says why (explain, GET /admin/model, the log)."""
     registry = build_registry(core, settings)
-    extractor = FeatureExtractor(prf_docs=settings.prf_docs, prf_terms=settings.prf_terms)
+    extractor = FeatureExtractor(
+        prf_docs=settings.prf_docs, prf_terms=settings.prf_terms, cache_items=settings.feature_cache_items
+    )
     feature_log = None
     if settings.feature_log.enabled:
         feature_log = FeatureLogger(
             build_sink(core, settings.feature_log),
             flush_every_s=settings.feature_log.flush_every_s,
             max_queue=settings.feature_log.max_queue,
+            sample_every=settings.feature_log.sample_every,
         )
     scorer = LambdaRankScorer(
         ModelSlot(None, "model set to 'none'"),

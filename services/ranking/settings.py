@@ -19,6 +19,10 @@ class FeatureLogSettings(BaseModel):
     # than slow a search down.
     flush_every_s: float = Field(1.0, gt=0)
     max_queue: int = Field(10_000, ge=1)
+    # Log one query in this many. Turning a record into JSON costs ~3 ms of CPU (in the background thread,
+    # but on the searches' GIL and cores); a busy service can sample. Every query is logged by default,
+    # because an interaction can become a training row only when its query was logged.
+    sample_every: int = Field(1, ge=1)
 
 
 class RankingSettings(BaseModel):
@@ -32,6 +36,9 @@ class RankingSettings(BaseModel):
     # Pseudo-relevance feedback inside a request: feedback terms taken from the top fused candidates.
     prf_docs: int = Field(10, ge=0, le=100)
     prf_terms: int = Field(20, ge=0, le=200)
+    # Items whose analysed texts the feature extractor keeps (about 4 KB each for short texts): the same items
+    # come back query after query, and analysing them is most of the feature cost.
+    feature_cache_items: int = Field(10_000, ge=0)
     feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
 
     @field_validator("model")

@@ -126,3 +126,8 @@ class Analyser:
 
     def analyse_all(self, texts: Sequence[str]) -> list[AnalysedText]:
         return [self.analyse(t) for t in texts]
+
+    def analyse_once(self, text: str) -> AnalysedText:
+        """Analysed without remembering the text: for callers that keep the result themselves (the feature
+        extractor keeps each item's, by id), so that it is not held twice."""
+        return _analysed(self.term_ids(text)) if text else EMPTY

@@ -25,7 +25,7 @@ from services.ranking.registry import ModelRegistry, load_default_model
 from services.ranking.scorer import LambdaRankScorer, ModelSlot
 from services.ranking.service import build_ranking_service
 from services.ranking.settings import FeatureLogSettings, RankingSettings
-from services.ranking.text import Analyser
+from services.ranking.text import AnalysedText, Analyser
 from services.ranking.train import QueryRows, TrainingSet, cross_validate, read_interactions, read_qrels, train_model
 from services.search.fusion import RRFFuser
 from services.search.types import Candidate, FusedCandidate, SearchQuery
@@ -109,6 +109,44 @@ def test_analyser_stems_drops_stop_words_and_remembers() -> None:
     assert an.analyse("The wings of flutter") is a
     an.analyse("third text")  # the cache holds two: the oldest half goes
     assert an.analyse("The wings of flutter") is not a
+
+
+class CountingAnalyser(Analyser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.analysed: list[str] = []
+
+    def analyse_once(self, text: str) -> AnalysedText:
+        self.analysed.append(text)
+        return super().analyse_once(text)
+
+
+def test_analysed_item_texts_are_kept_by_id_until_the_texts_change() -> None:
+    an = CountingAnalyser()
+    extractor = FeatureExtractor(an, clock=lambda: NOW, cache_items=10)
+    query = SearchQuery("supersonic wing flutter")
+    first = extractor.run(query, fused(CANDIDATES))
+    assert len(an.analysed) == 3 * len(CANDIDATES)  # title, body, categories of each
+    again = extractor.run(query, fused(CANDIDATES))
+    assert len(an.analysed) == 3 * len(CANDIDATES)  # nothing analysed twice
+    uncached = FeatureExtractor(clock=lambda: NOW, cache_items=0).run(query, fused(CANDIDATES))
+    assert np.array_equal(first.values, again.values, equal_nan=True)
+    assert np.array_equal(first.values, uncached.values, equal_nan=True)
+
+    renamed = item(2, "Supersonic wing flutter tests", D2.body, rating=4.5)  # d2, updated: new title
+    rows = [(renamed if it.id == "d2" else it, s, r) for it, s, r in CANDIDATES]
+    updated = extractor.run(query, fused(rows))
+    assert "Supersonic wing flutter tests" in an.analysed
+    coverage = {i: updated.row(n)["title_coverage"] for n, i in enumerate(updated.ids)}
+    assert coverage["d2"] == 1.0  # the new title's terms, not the old one's
+
+
+def test_the_item_text_cache_is_bounded() -> None:
+    an = CountingAnalyser()
+    extractor = FeatureExtractor(an, cache_items=2)
+    for _ in range(2):
+        extractor.run(SearchQuery("flutter"), fused(CANDIDATES))
+    assert len(an.analysed) > 3 * len(CANDIDATES)  # four items do not fit in two places: some came back
 
 
 def test_feature_set_mismatch_names_what_differs() -> None:
@@ -331,6 +369,17 @@ def test_feature_log_writes_one_line_per_query_per_day_and_trains_from_interacti
     t = train_model(ts, rounds=3, folds=3, params={"min_data_in_leaf": 1})
     assert t.card.training.source == "interactions" and t.card.training.relevant_rows >= 12
     logger.close()
+
+
+def test_the_feature_log_samples_one_query_in_n(tmp_path: Path) -> None:
+    sink = LocalFeatureSink(tmp_path / "log")
+    logger = FeatureLogger(sink, flush_every_s=0.05, sample_every=3)
+    scorer = LambdaRankScorer(ModelSlot(None), FeatureExtractor(), feature_log=logger)
+    for n in range(7):
+        scorer.run(SearchQuery("supersonic wing flutter", query_id=f"q{n}"), fused(CANDIDATES))
+    assert logger.flush()
+    logger.close()
+    assert [r["query_id"] for r in read_records(sink)] == ["q0", "q3", "q6"]
 
 
 def test_qrels_files_are_read(tmp_path: Path) -> None:
