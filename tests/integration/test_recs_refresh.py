@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,28 @@ def test_posted_interactions_are_learnt_by_the_periodic_refresh_and_served_witho
         engine = OpenSearchEngine(CoreSettings(engine="opensearch", opensearch=os_settings))
         engine.drop_alias(alias)
         engine.close()
+
+
+def test_the_embedded_default_worker_refreshes_periodically_too(tmp_path: Path, services: Callable[..., Any]) -> None:
+    """No Redis, no OpenSearch: `trawl worker` on the SQLite broker runs beat, and beat the refresh."""
+    from services.recs.interactions import Interaction, InteractionType, SQLiteInteractionStore
+    from services.recs.models import ArtefactStore
+
+    data_dir = tmp_path / "var"
+    store = SQLiteInteractionStore(data_dir / "interactions.sqlite")
+    store.record(
+        [
+            Interaction(f"u{u}", item, InteractionType.CLICK, datetime(2024, 5, 1, 10, u, k, tzinfo=UTC))
+            for u in range(10)
+            for k, item in enumerate(SPACE[u % 3 : u % 3 + 4])
+        ]
+    )
+    store.close()
+    artefacts = ArtefactStore(data_dir / "recs")
+    services("worker", {"TRAWL_DATA_DIR": str(data_dir), "TRAWL_RECS__REFRESH_INTERVAL_S": "2"})
+    deadline = time.monotonic() + 300
+    while artefacts.current() is None and time.monotonic() < deadline:
+        time.sleep(1)
+    live = artefacts.load()
+    assert live is not None, "no artefacts were published"
+    assert set(live.items.ids) == set(SPACE[:6]) and live.n_interactions == 40
