@@ -87,7 +87,9 @@ def demo(
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes (the embedded broker uses 1).")] = 1,
-    beat: Annotated[bool, typer.Option(help="Also run the periodic reconciler in this worker.")] = True,
+    beat: Annotated[
+        bool, typer.Option(help="Also run the periodic tasks in this worker: reconciler, recommendations refresh.")
+    ] = True,
 ) -> None:
     """Run an ingestion worker (Celery): embeds content events and writes them to the engine."""
     from indexer.worker import app as celery_app

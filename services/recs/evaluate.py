@@ -42,6 +42,17 @@ FUSION = "same candidates, RRF fusion (no ranker)"
 NO_VECTORS = "pipeline without the vector source"
 
 
+# Where a deployment keeps things and how often it refreshes: not part of what an evaluation measured.
+DEPLOYMENT_FIELDS = {
+    "artefacts_dir",
+    "interactions_db",
+    "interactions_index",
+    "refresh_interval_s",
+    "refresh_time_limit_s",
+    "reload_every_s",
+}
+
+
 def metrics(run: dict[str, list[str]], test: dict[str, str], k: int = K) -> dict[str, float]:
     """nDCG@k and HR@k (= Success@k: one relevant item per user) with ir-measures."""
     import ir_measures
@@ -250,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 FUSION: "the pipeline's candidates ordered by reciprocal-rank fusion of the sources' ranks",
                 NO_VECTORS: "ranker retrained and served without the vector source and content features",
             },
-            "settings": settings.model_dump(mode="json", exclude={"artefacts_dir", "interactions_db"}),
+            "settings": settings.model_dump(mode="json", exclude=DEPLOYMENT_FIELDS),
         },
         "reference_baselines_ndcg10": {
             "popularity": 0.044,
