@@ -22,7 +22,7 @@ def candidates_from_hits(name: str, hits: Sequence[Hit]) -> list[Candidate]:
         if hit.id in seen:  # an engine should not repeat an id; if one does, the first (best) wins
             continue
         seen.add(hit.id)
-        out.append(Candidate(hit.id, hit.item, {name: float(hit.score)}, {name: len(out) + 1}))
+        out.append(Candidate(hit.id, hit, {name: float(hit.score)}, {name: len(out) + 1}))
     return out
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from services.core.domain import Item
+from services.core.engines.base import Hit
 from services.core.filters import Filter
 
 Mode = Literal["hybrid", "keyword", "vector"]
@@ -49,12 +50,21 @@ class SearchQuery:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An item some retriever proposed, with each retriever's raw score and 1-based rank, by its name."""
+    """An item some retriever proposed, with each retriever's raw score and 1-based rank, by its name.
+
+    `held` is the item, or the engine's hit that builds it when first read: a query's few hundred candidates
+    are mostly never read (scoring reads a window, the page shows ten), so none is parsed until then.
+    """
 
     id: str
-    item: Item
+    held: Item | Hit
     scores: Mapping[str, float]
     ranks: Mapping[str, int]
+
+    @property
+    def item(self) -> Item:
+        held = self.held
+        return held if isinstance(held, Item) else held.item
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -62,7 +72,7 @@ class Candidate:
 
     def merged(self, other: Candidate) -> Candidate:
         """The same item seen by another retriever: one candidate with both retrievers' scores and ranks."""
-        return Candidate(self.id, self.item, {**self.scores, **other.scores}, {**self.ranks, **other.ranks})
+        return Candidate(self.id, self.held, {**self.scores, **other.scores}, {**self.ranks, **other.ranks})
 
 
 @dataclass(frozen=True, slots=True)

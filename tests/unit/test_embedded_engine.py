@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.core.engines.base import Document
+from services.core.domain import Item
+from services.core.engines.base import Document, Hit
 from services.core.engines.embedded import EmbeddedEngine
-from services.core.filters import parse_filter
+from services.core.filters import Term, parse_filter
 from services.core.settings import CoreSettings, EmbeddedSettings
 from tests.contract.suite import DIM, doc, vec
 
@@ -133,3 +134,38 @@ def test_superseded_rows_are_compacted_away(tmp_path: Path) -> None:
     assert index.vectors.total < 3 * 1500  # rebuilt once dead rows passed the ratio
     assert engine.vector_search("items", vec(2005), k=1)[0].id == "item-5"
     assert np.isclose(engine.vector_search("items", vec(2005), k=1)[0].score, 1.0, atol=1e-4)
+
+
+def test_hits_build_their_items_only_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(i, f"Film {i} odyssey") for i in range(30)])
+    built: list[str] = []
+    real = Item.model_validate_json
+
+    def counting(data: str | bytes) -> Item:
+        item = real(data)
+        built.append(item.id)
+        return item
+
+    monkeypatch.setattr(Item, "model_validate_json", counting)
+    hits = engine.keyword_search("items", "odyssey", k=20)
+    assert len(hits) == 20 and built == []  # 20 hits, nothing parsed yet
+    assert hits[3].item.title == f"Film {hits[3].id.removeprefix('item-')} odyssey"
+    assert hits[3].item is hits[3].item  # parsed once, then kept
+    assert built == [hits[3].id]
+    with pytest.raises(ValueError):
+        Hit("x", 1.0)  # neither an item nor a way to load it
+
+
+def test_a_filter_that_passes_every_live_row_is_dropped_from_text_queries(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(i, f"Odyssey {i}") for i in range(20)])
+    index = engine._version("items", None)
+    available = Term("available", True)
+    assert index.text_mask(available) is None  # every item is available: no row list for the text index
+    engine.upsert("items", [doc(5, "Odyssey 5", available=False)])
+    index = engine._version("items", None)
+    mask = index.text_mask(available)
+    assert mask is not None and int(mask.sum()) == 19
+    found = engine.prefix_suggest("items", "odys", k=50, filter=available)
+    assert len(found) == 19 and "item-5" not in {h.id for h in found}

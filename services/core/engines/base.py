@@ -39,13 +39,44 @@ class StoredDocument:
     vector: Vector | None = None
 
 
-@dataclass(frozen=True)
 class Hit:
-    """One result of a query: the id, the engine's raw score, and the stored item."""
+    """One result of a query: the id, the engine's raw score, and the stored item.
 
-    id: str
-    score: float
-    item: Item
+    An engine may hand the item over unparsed (`load`): a retrieval leg returns a few hundred hits, while
+    scoring reads a window of them and a page shows ten. The item is then built the first time it is read.
+    """
+
+    __slots__ = ("_item", "_load", "id", "score")
+
+    def __init__(
+        self, id: str, score: float, item: Item | None = None, *, load: Callable[[], Item] | None = None
+    ) -> None:
+        if (item is None) == (load is None):
+            raise ValueError("a Hit needs either its item or a way to load it")
+        self.id = id
+        self.score = score
+        self._item = item
+        self._load = load
+
+    @property
+    def item(self) -> Item:
+        item = self._item
+        if item is None:
+            assert self._load is not None
+            # Two threads may both load it: they build equal items and either one is kept.
+            item = self._item = self._load()
+            self._load = None
+        return item
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        return (self.id, self.score, self.item) == (other.id, other.score, other.item)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache inside; compared by value like the dataclass was
+
+    def __repr__(self) -> str:
+        return f"Hit(id={self.id!r}, score={self.score!r}, loaded={self._item is not None})"
 
 
 @dataclass(frozen=True)

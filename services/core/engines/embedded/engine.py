@@ -13,6 +13,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +254,7 @@ class EmbeddedEngine:
         if not words:
             return []
         index = self._version(alias, version)
-        allowed = None if filter is None else index.mask(filter)
-        found = index.text.search(index.text.keyword_query(words, chosen), k, allowed, index.is_live)
+        found = index.text.search(index.text.keyword_query(words, chosen), k, index.text_mask(filter), index.is_live)
         return self._hits(index, found)
 
     def vector_search(
@@ -275,17 +275,20 @@ class EmbeddedEngine:
         if not completed and not prefix:
             return []
         index = self._version(alias, version)
-        allowed = None if filter is None else index.mask(filter)
-        found = index.text.search(index.text.suggest_query(completed, prefix), k, allowed, index.is_live)
+        found = index.text.search(
+            index.text.suggest_query(completed, prefix), k, index.text_mask(filter), index.is_live
+        )
         return self._hits(index, found)
 
     def _hits(self, index: VersionIndex, found: list[tuple[int, float]]) -> list[Hit]:
+        # The sources are read now (one query, and the revision the search saw), but each is parsed and
+        # validated only when someone reads that hit's item: most of a 200-hit leg never is.
         sources = index.store.sources_by_rows([row for row, _ in found])
         hits = []
         for row, score in found:
             entry = sources.get(row)
             if entry is not None:  # a row superseded since the search started is skipped, never resurfaced
-                hits.append(Hit(entry[0], score, Item.model_validate_json(entry[1])))
+                hits.append(Hit(entry[0], score, load=partial(Item.model_validate_json, entry[1])))
         return hits
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,19 +138,23 @@ class DocStore:
             yield [Row(i, r, src, h, _vec(v)) for i, r, src, h, v in rows]
             after = rows[-1][0]
 
-    def snapshot(self) -> tuple[int, list[Row]]:
-        """Every current revision and the seq they reflect, read in one transaction."""
+    @contextmanager
+    def snapshot(self, batch_size: int = 5000) -> Iterator[tuple[int, Iterator[list[Row]]]]:
+        """Every current revision, in batches of rows, and the seq they reflect, read in one transaction
+        (held until the block ends). Batches, so that a reader of 100k rows never holds them all at once."""
         conn = self._conn()
         conn.execute("BEGIN")
         try:
             seq = self.last_seq()
-            rows = [
-                Row(i, r, s, h, _vec(v))
-                for i, r, s, h, v in conn.execute("SELECT id, row, source, hash, vector FROM docs ORDER BY row")
-            ]
+            cursor = conn.execute("SELECT id, row, source, hash, vector FROM docs ORDER BY row")
+
+            def batches() -> Iterator[list[Row]]:
+                while chunk := cursor.fetchmany(batch_size):
+                    yield [Row(i, r, s, h, _vec(v)) for i, r, s, h, v in chunk]
+
+            yield seq, batches()
         finally:
             conn.execute("COMMIT")
-        return seq, rows
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -38,13 +38,6 @@ class VectorIndex:
             with self._lock:
                 self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows.astype(np.int64))
 
-    def rebuild(self, rows: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        fresh = self._empty()
-        if len(rows):
-            fresh.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows.astype(np.int64))
-        with self._lock:
-            self._index = fresh
-
     def search(self, query: Vector, k: int, allowed: Mask) -> list[tuple[int, float]]:
         """(row, cosine) of the k nearest allowed rows."""
         rows = np.flatnonzero(allowed)

@@ -34,18 +34,27 @@ class VersionIndex:
         self._load()
 
     def _load(self) -> None:
-        """Build the in-memory state (columns, vectors, id maps) from the store in one pass."""
-        seq, rows = self.store.snapshot()
-        self.columns = FilterColumns(self._fields)
-        self.row_of: dict[str, int] = {}
-        ids = np.array([r.row for r in rows], dtype=np.int64)
-        vecs = np.stack([r.vector for r in rows if r.vector is not None]) if rows else np.zeros((0, self.dimension))
-        for r in rows:
-            self.columns.add(r.row, Item.model_validate_json(r.source))
-            self.row_of[r.id] = r.row
-        self.vectors = VectorIndex(self.dimension, self._settings)
-        self.vectors.rebuild(ids, vecs.astype(np.float32))
-        self.applied_seq = seq
+        """Build the in-memory state (columns, vectors, id maps) from the store in one pass.
+
+        Streamed: each batch of rows goes into the columns and the vector graph and is dropped, so opening
+        100k items never holds every source and vector at once, nor copies of them. The new state replaces
+        the old one only when whole."""
+        columns = FilterColumns(self._fields)
+        row_of: dict[str, int] = {}
+        vectors = VectorIndex(self.dimension, self._settings)
+        with self.store.snapshot() as (seq, batches):
+            for rows in batches:
+                ids: list[int] = []
+                vecs: list[Vector] = []
+                for r in rows:
+                    columns.add(r.row, Item.model_validate_json(r.source))
+                    row_of[r.id] = r.row
+                    if r.vector is not None:
+                        ids.append(r.row)
+                        vecs.append(r.vector)
+                if ids:
+                    vectors.add(np.array(ids, dtype=np.int64), np.stack(vecs))
+        self.columns, self.row_of, self.vectors, self.applied_seq = columns, row_of, vectors, seq
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -88,6 +97,17 @@ class VersionIndex:
 
     def mask(self, flt: Filter | None) -> Mask:
         return self.columns.mask(flt)
+
+    def text_mask(self, flt: Filter | None) -> Mask | None:
+        """The rows a text query may return, or None for every live row. A filter that passes every live row
+        (suggest's `available = true` on a catalog with nothing unavailable) is dropped: the text index would
+        otherwise carry it as a clause listing each row."""
+        if flt is None:
+            return None
+        with self._lock:  # the mask and the live count from the same state, not from either side of a sync
+            allowed = self.columns.mask(flt)
+            every = int(np.count_nonzero(allowed)) == len(self.row_of)
+        return None if every else allowed
 
     def is_live(self, row: int) -> bool:
         return row < self.columns.size and bool(self.columns.live[row])

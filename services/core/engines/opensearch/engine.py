@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,10 @@ from services.core.filters import Filter
 from services.core.settings import CoreSettings
 
 _ENGINE_FIELDS = ("content_hash", "vector")
+
+
+def _item(source: dict[str, Any]) -> Item:
+    return Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
 
 
 class OpenSearchEngine:
@@ -229,7 +234,7 @@ class OpenSearchEngine:
     @staticmethod
     def _stored(source: dict[str, Any]) -> StoredDocument:
         vector = source.get("vector")
-        item = Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
+        item = _item(source)
         return StoredDocument(
             item, source["content_hash"], None if vector is None else np.asarray(vector, dtype=np.float32)
         )
@@ -309,11 +314,8 @@ class OpenSearchEngine:
         return hits
 
     def _hits(self, raw: list[dict[str, Any]], score: Any = float) -> list[Hit]:
-        out = []
-        for h in raw:
-            stored = self._stored(h["_source"] | {"content_hash": h["_source"].get("content_hash", "")})
-            out.append(Hit(h["_id"], score(h["_score"]), stored.item))
-        return out
+        # Validated when read: most hits of a retrieval leg never are (see Hit).
+        return [Hit(h["_id"], score(h["_score"]), load=partial(_item, h["_source"])) for h in raw]
 
     def keyword_search(
         self,
