@@ -133,7 +133,17 @@ class ReindexRunner:
         target = self._rt.embedders.for_spec(job.model_spec)
         self._rt.admin.remember_model(target.model_id, job.model_spec)
         if job.to_version is None:
-            created = self._rt.engine.create_version(self._alias, dimension=target.dimension, model_id=target.model_id)
+            # Same model and definition: the engine may clone the live version (before dual write begins, so
+            # no write lands in a version that is then replaced); verify repairs what changed since the clone.
+            created = None
+            started = time.monotonic()
+            if target.model_id == live.model_id:
+                created = self._rt.engine.clone_version(self._alias, live.version)
+            clone_s = time.monotonic() - started if created is not None else 0.0
+            if created is None:
+                created = self._rt.engine.create_version(
+                    self._alias, dimension=target.dimension, model_id=target.model_id
+                )
             job = self._rt.admin.update(
                 job.job_id,
                 phase=Phase.CREATING,
@@ -141,12 +151,14 @@ class ReindexRunner:
                 from_version=live.version,
                 model_id=target.model_id,
                 total=self._rt.ledger.live_item_count(),
+                backfill_s=clone_s,  # a clone fills the version as it creates it
             )
         # From this commit on, every ingestion batch that starts writes to both versions.
         return self._rt.admin.update(job.job_id, phase=Phase.BACKFILL, message="dual write on; filling")
 
     def _backfill(self, job: Job) -> Job:
         assert job.to_version is not None and job.from_version is not None
+        source_v, target_v = job.from_version, job.to_version
         deadline = time.monotonic() + self._rt.settings.pipeline.lease_s
         while self._rt.ledger.in_flight_since_before(job.phase_at) and time.monotonic() < deadline:
             time.sleep(0.2)  # batches claimed before dual write began must finish (or their lease expire)
@@ -160,8 +172,13 @@ class ReindexRunner:
             self._drain_now_and_then()
             return True
 
+        target = next(v for v in self._rt.engine.list_versions(self._alias) if v.version == job.to_version)
+        if target.cloned_from == job.from_version:
+            message = f"cloned v{job.from_version}: {target.count} items, no graph rebuilt, nothing embedded"
+            job = self._rt.admin.update(job.job_id, done=target.count, total=target.count, message=message)
+            return self._rt.admin.update(job.job_id, phase=Phase.VERIFY)
         if source_model == job.model_id:
-            copied = self._rt.engine.copy_version(self._alias, job.from_version, job.to_version, progress=progress)
+            copied = self._rt.engine.copy_version(self._alias, source_v, target_v, progress=progress)
             message = f"copied {copied} items with their vectors in {time.monotonic() - started:.1f} s"
             job = self._rt.admin.update(job.job_id, done=copied, message=message)
         else:

@@ -33,6 +33,12 @@ class OpenSearchSettings(BaseModel):
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 100
     bulk_chunk: int = 500
+    # Server-side `_reindex` slices; None = the data nodes' processors. With one shard, "auto" means one slice,
+    # i.e. one thread building the HNSW graph however many cores the node has.
+    reindex_slices: int | None = Field(default=None, ge=1)
+    # A reindex with an unchanged model and index definition clones the live index (segments and HNSW graphs
+    # hard-linked, a write block of about a second) instead of rebuilding every graph.
+    reindex_clone: bool = True
 
 
 class EmbeddedSettings(BaseModel):

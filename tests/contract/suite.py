@@ -120,6 +120,27 @@ class EngineContract:
         assert got.vector is not None and np.allclose(got.vector, vec(7), atol=1e-5)
         assert [h.id for h in engine.vector_search(alias, vec(7), k=1, version=new.version)] == ["item-7"]
 
+    def test_clone_version_is_a_writable_copy_or_declined(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i) for i in range(40)])
+        live = engine.live_version(alias)
+        assert live is not None
+        clone = engine.clone_version(alias, live.version)
+        if clone is None:  # an engine may decline; the caller then creates a version and copies into it
+            return
+        assert clone.version == live.version + 1 and not clone.live and clone.cloned_from == live.version
+        assert clone.model_id == live.model_id and clone.count == 40
+        (got,) = engine.get(alias, ["item-7"], with_vectors=True, version=clone.version)
+        assert got.vector is not None and np.allclose(got.vector, vec(7), atol=1e-5)
+        assert [h.id for h in engine.vector_search(alias, vec(7), k=1, version=clone.version)] == ["item-7"]
+        # both versions take writes again, independently, and the clone describes itself as such
+        assert engine.upsert(alias, [doc(40)], version=clone.version).ok and engine.upsert(alias, [doc(41)]).ok
+        engine.refresh(alias, version=clone.version)
+        engine.refresh(alias)
+        assert engine.count(alias, version=clone.version) == 41 and engine.count(alias) == 41
+        assert engine.get(alias, ["item-41"], version=clone.version) == []
+        listed = {v.version: v for v in engine.list_versions(alias)}
+        assert listed[clone.version].cloned_from == live.version and listed[live.version].cloned_from is None
+
     # ---- writes and reads by id -----------------------------------------------------------------
 
     def test_upsert_then_get(self, engine: SearchEngine, alias: str) -> None:

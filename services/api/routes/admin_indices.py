@@ -23,6 +23,7 @@ class VersionOut(BaseModel):
     model_id: str
     dimension: int
     created_at: str
+    cloned_from: int | None = None
 
 
 class JobOut(BaseModel):
@@ -113,6 +114,7 @@ def indices(request: Request, engine: EngineDep, settings: SettingsDep) -> Indic
             model_id=v.model_id,
             dimension=v.dimension,
             created_at=v.created_at.isoformat(),
+            cloned_from=v.cloned_from,
         )
         for v in engine.list_versions(settings.index_alias)
     ]

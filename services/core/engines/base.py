@@ -108,6 +108,8 @@ class IndexVersion:
     created_at: datetime
     live: bool
     count: int
+    # Set when the version began as a clone of another (segments shared, nothing rebuilt or copied).
+    cloned_from: int | None = None
 
 
 @runtime_checkable
@@ -117,12 +119,15 @@ class SearchEngine(Protocol):
     `alias` names a logical index. Reads and writes go to the version the alias points at, or to
     `version` when given: reindexing writes to a new version before it goes live, and a query that embedded
     its text with the live version's model searches exactly that version, even if the alias moves meanwhile.
+    `clone_version` makes the next version a copy of `source` without rebuilding it, where the engine can and
+    the index definition is unchanged; None tells the caller to create a version and `copy_version` into it.
     `copy_version` copies every document with its vector (a reindex with an unchanged model embeds nothing);
     `progress(done, total)` is called along the way and may return False to stop the copy.
     """
 
     # versions and alias
     def create_version(self, alias: str, *, dimension: int, model_id: str) -> IndexVersion: ...
+    def clone_version(self, alias: str, source: int) -> IndexVersion | None: ...
     def point_alias(self, alias: str, version: int) -> None: ...
     def list_versions(self, alias: str) -> list[IndexVersion]: ...
     def live_version(self, alias: str) -> IndexVersion | None: ...

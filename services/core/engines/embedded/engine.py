@@ -96,6 +96,11 @@ class EmbeddedEngine:
             os.rename(staging, vdir)  # a version folder appears whole or not at all
         return self._describe(alias, number)
 
+    def clone_version(self, alias: str, source: int) -> IndexVersion | None:
+        # Every version here rebuilds its Faiss graph and Tantivy index from SQLite rows anyway, so a clone
+        # would save nothing over `copy_version`, which already moves stored vectors without embedding.
+        return None
+
     def point_alias(self, alias: str, version: int) -> None:
         if not (self._version_dir(alias, version) / "manifest.json").exists():
             raise IndexNotFoundError(f"{alias} has no version {version}")

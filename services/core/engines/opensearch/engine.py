@@ -32,7 +32,7 @@ from services.core.engines.base import (
 )
 from services.core.engines.opensearch.client import RETRYABLE_STATUS, Retrier, build_client
 from services.core.engines.opensearch.dsl import filter_clause
-from services.core.engines.opensearch.mapping import TEXT_FIELD_NAMES, index_body
+from services.core.engines.opensearch.mapping import TEXT_FIELD_NAMES, definition_hash, index_body
 from services.core.errors import EngineError, IndexNotFoundError, ValidationError
 from services.core.filters import Filter
 from services.core.settings import CoreSettings
@@ -42,6 +42,13 @@ _ENGINE_FIELDS = ("content_hash", "vector")
 
 def _item(source: dict[str, Any]) -> Item:
     return Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
+
+
+def _transient_item(status: int, error: dict[str, Any]) -> bool:
+    """Busy nodes, and the short write block of a clone (`clone_version`): both pass if the write waits."""
+    if status in RETRYABLE_STATUS:
+        return True
+    return error.get("type") == "cluster_block_exception" and "index write (api)" in str(error.get("reason", ""))
 
 
 class OpenSearchEngine:
@@ -88,9 +95,48 @@ class OpenSearchEngine:
             "created_at": datetime.now(UTC).isoformat(),
         }
         body = index_body(self._settings, self._schema, dimension=dimension, meta=meta)
+        meta["definition"] = definition_hash(body)  # `meta` is the body's `_meta`: stored with the index
         name = version_index_name(alias, number)
         self._retry(lambda: self._client.indices.create(index=name, body=body))
         self._retry(lambda: self._client.cluster.health(index=name, wait_for_status="yellow"))
+        return self._describe(name, meta, live=False)
+
+    def clone_version(self, alias: str, source: int) -> IndexVersion | None:
+        """Version N+1 as a clone of `source` (OpenSearch `_clone`: segments, HNSW graphs included, are
+        hard-linked, nothing is rebuilt), when the index definition is unchanged; None when it changed or
+        cloning is off, and the caller creates an empty version and copies into it.
+
+        The clone needs the source write-blocked. The block lasts about a second; writes that meet it are
+        retried by `_bulk` like a busy node's, so ingestion waits instead of failing."""
+        metas = self._meta_of_all(alias)
+        src = version_index_name(check_alias(alias), source)
+        src_meta = metas.get(src)
+        if src_meta is None:
+            raise IndexNotFoundError(f"{alias} has no version {source}")
+        dimension = int(src_meta["dimension"])
+        current = definition_hash(index_body(self._settings, self._schema, dimension=dimension, meta={}))
+        if not self._settings.reindex_clone or src_meta.get("definition") != current:
+            return None
+        number = max(int(m["version"]) for m in metas.values()) + 1
+        meta = {
+            **src_meta,
+            "version": number,
+            "created_at": datetime.now(UTC).isoformat(),
+            "cloned_from": source,
+        }
+        name = version_index_name(alias, number)
+        blocked = {"index": {"blocks": {"write": True}}}
+        self._retry(lambda: self._client.indices.put_settings(index=src, body=blocked))
+        try:
+            self._retry(lambda: self._client.indices.flush(index=src))
+            self._retry(lambda: self._client.indices.clone(index=src, target=name))
+        finally:
+            unblocked = {"index": {"blocks": {"write": None}}}
+            self._retry(lambda: self._client.indices.put_settings(index=src, body=unblocked))
+        self._retry(lambda: self._client.cluster.health(index=name, wait_for_status="yellow"))
+        # The clone inherits the source's settings (the write block too) and its `_meta`: make them its own.
+        self._retry(lambda: self._client.indices.put_settings(index=name, body=unblocked))
+        self._retry(lambda: self._client.indices.put_mapping(index=name, body={"_meta": {"trawl": meta}}))
         return self._describe(name, meta, live=False)
 
     def point_alias(self, alias: str, version: int) -> None:
@@ -128,6 +174,7 @@ class OpenSearchEngine:
             created_at=datetime.fromisoformat(meta["created_at"]),
             live=live,
             count=count,
+            cloned_from=None if meta.get("cloned_from") is None else int(meta["cloned_from"]),
         )
 
     def drop_version(self, alias: str, version: int) -> None:
@@ -205,16 +252,17 @@ class OpenSearchEngine:
                 for action, entry in zip(chunk, response["items"], strict=True):
                     (outcome,) = entry.values()
                     status = int(outcome.get("status", 500))
+                    transient = _transient_item(status, outcome.get("error", {}))
                     if status < 300:
                         result.succeeded.append(action["_id"])
-                    elif status in RETRYABLE_STATUS and attempt < self._settings.max_retries:
+                    elif transient and attempt < self._settings.max_retries:
                         retry.append(action)
                     elif action["_op_type"] == "delete" and status == 404:
                         result.failed.append(ItemFailure(action["_id"], "not found"))
                     else:
                         error = outcome.get("error", {})
                         reason = f"{error.get('type', status)}: {error.get('reason', '')}".strip(": ")
-                        result.failed.append(ItemFailure(action["_id"], reason, status in RETRYABLE_STATUS))
+                        result.failed.append(ItemFailure(action["_id"], reason, transient))
             if not retry:
                 return
             time.sleep(self._retry.delay(attempt))
@@ -258,7 +306,8 @@ class OpenSearchEngine:
 
     def _run_reindex(self, src: str, dst: str, progress: Callable[[int, int], bool] | None) -> int:
         body = {"source": {"index": src, "size": 2000}, "dest": {"index": dst}, "conflicts": "proceed"}
-        task = self._call(lambda: self._client.reindex(body=body, wait_for_completion=False, slices="auto"))["task"]
+        slices = self._settings.reindex_slices or self._processors()
+        task = self._call(lambda: self._client.reindex(body=body, wait_for_completion=False, slices=slices))["task"]
         while True:
             status = self._call(lambda: self._client.tasks.get(task_id=task))
             st = status["task"]["status"]
@@ -274,6 +323,16 @@ class OpenSearchEngine:
                 self._call(lambda: self._client.tasks.cancel(task_id=task))
                 return done
             time.sleep(0.5)
+
+    def _processors(self) -> int:
+        """The data nodes' processors: each slice is one bulk stream, i.e. one thread building HNSW graphs."""
+        nodes = self._call(lambda: self._client.nodes.info(metric="os", filter_path="nodes.*.os,nodes.*.roles"))
+        found = [
+            int(n["os"].get("allocated_processors", 1))
+            for n in nodes.get("nodes", {}).values()
+            if "data" in n.get("roles", ["data"])
+        ]
+        return max(1, sum(found))
 
     def refresh(self, alias: str, *, version: int | None = None) -> None:
         index = self._name(alias, version)

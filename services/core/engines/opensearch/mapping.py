@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from services.core.domain import AttributeType, CatalogSchema
@@ -80,3 +82,10 @@ def index_body(
             },
         },
     }
+
+
+def definition_hash(body: dict[str, Any]) -> str:
+    """What decides whether two index versions are built alike: settings and mapping, without `_meta`."""
+    mappings = {k: v for k, v in body["mappings"].items() if k != "_meta"}
+    blob = json.dumps({"settings": body["settings"], "mappings": mappings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
