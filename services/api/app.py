@@ -47,12 +47,14 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         app.state.s3_events = S3EventHandler(app.state.ingest, app.state.ingest_ledger, s3_client(settings.blobs))
         model = embedder
         if model is None and settings.load_model:
-            model = await anyio.to_thread.run_sync(build_embedder, settings.embedding)
+            model = await anyio.to_thread.run_sync(lambda: build_embedder(settings.embedding, for_queries=True))
         app.state.admin_store = admin_store_for(settings.data_dir)
         pool = None
         if model is not None:
             app.state.admin_store.remember_model(model.model_id, settings.embedding.model)
-            pool = EmbedderPool(settings.embedding, app.state.admin_store.model_spec, preloaded=[model])
+            pool = EmbedderPool(
+                settings.embedding, app.state.admin_store.model_spec, preloaded=[model], for_queries=True
+            )
         app.state.embedder = model
         # the scoring and re-ranking stages are the process's, shared by the services of every index version
         app.state.ranking = await anyio.to_thread.run_sync(build_ranking_service, settings, settings.ranking)

