@@ -71,14 +71,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @app.command()
 def demo(
-    limit: Annotated[int | None, typer.Option(help="Only the N most reviewed films (default: all 17k).")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Only N films, the most reviewed that MovieLens users rated first (default: all 17k)."),
+    ] = None,
     port: int = 8000,
     stack: Annotated[
         bool, typer.Option(help="Use OpenSearch and Redis (started by infra/) instead of the embedded engine.")
     ] = False,
     serve: Annotated[bool, typer.Option(help="Start the API and the web page when the index is ready.")] = True,
 ) -> None:
-    """The main job on one machine: ingest the film catalog through a worker, then serve search and the page."""
+    """The main job on one machine: ingest the film catalog through a worker, learn recommendations from MovieLens
+    ratings joined onto it, then serve search, recommendations and the page."""
     from services.demo import Demo, DemoOptions
 
     Demo(DemoOptions(limit=limit, port=port, stack=stack, serve=serve)).run()

@@ -1,9 +1,14 @@
 """The README's first command on a small slice of the catalog: `trawl demo --limit 60` ingests the films
-through a real worker, serves the API, prints example requests that return sensible results, and a second run
-reuses the index."""
+through a real worker, joins MovieLens ratings onto them as interactions, trains the recommendation ranker,
+serves the API, prints example requests that return sensible results (a personalised recommendation among them),
+and a second run reuses the index, the interactions and the trained model.
+
+The slice is the 60 most reviewed films that MovieLens users rated (the demo puts those first), so the join
+has thousands of ratings to load and train on."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,9 +20,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.recs import RecsSettings, SQLiteInteractionStore
 from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+RECS_CURL = re.compile(r"curl -X POST (http\S+/v1/recommendations) .* -d '(\{[^']*\})'")
+
+
+def _interaction_count(data_dir: Path) -> int:
+    store = SQLiteInteractionStore(RecsSettings().interactions_path(data_dir))  # where the API records them
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def _rated_by(data_dir: Path, user_id: str) -> set[str]:
+    store = SQLiteInteractionStore(RecsSettings().interactions_path(data_dir))
+    try:
+        return store.interacted_items(user_id)
+    finally:
+        store.close()
 
 
 def _run_demo(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -53,30 +76,49 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_the_demo_ingests_serves_and_restarts_fast(tmp_path: Path) -> None:
+def test_the_demo_ingests_joins_trains_serves_and_restarts_on_what_it_built(tmp_path: Path) -> None:
     port = free_port()
+    data_dir = tmp_path / "var"
     first_log = tmp_path / "first.log"
-    proc = _run_demo(tmp_path / "var", port, first_log)
+    proc = _run_demo(data_dir, port, first_log)
     try:
         out = _wait_serving(proc, first_log, timeout=600)
         assert "indexed 60 films (0 failed)" in out
+        # the join: MovieLens ratings of these films recorded as interactions, and the ranker trained on them
+        joined = re.search(r"interactions: ([\d,]+) MovieLens ratings recorded", out)
+        assert joined and int(joined.group(1).replace(",", "")) > 1000, out
+        loaded = _interaction_count(data_dir)
+        assert loaded == int(joined.group(1).replace(",", ""))
+        assert "LambdaRank ranker trained" in out
         base = f"http://127.0.0.1:{port}"
         # the example requests it printed, run as printed
         search_url = re.search(r"curl '(http[^']+/v1/search[^']*)'", out)
         similar_url = re.search(r"curl '(http[^']+/similar[^']*)'", out)
-        assert search_url and similar_url, out
+        recs_curl = RECS_CURL.search(out)
+        assert search_url and similar_url and recs_curl, out
         hits = httpx.get(search_url.group(1), timeout=30).json()["items"]
         assert len(hits) == 5
         similar = httpx.get(similar_url.group(1), timeout=30).json()["items"]
         item_id = similar_url.group(1).split("/items/")[1].split("/")[0]
         assert similar and item_id not in [s["id"] for s in similar]
+        # the third: recommendations for a MovieLens user, from their history, by the trained ranker
+        body = json.loads(recs_curl.group(2))
+        user = body["user_id"]
+        assert user.startswith("ml-")
+        rated = _rated_by(data_dir, user)
+        assert len(rated) >= 10  # a real history in the join
+        answer = httpx.post(recs_curl.group(1), json=body, timeout=30).json()
+        assert answer["mode"] == "user" and answer["ranker"] == "lambdarank", answer  # personalised, not cold start
+        recommended = [r["id"] for r in answer["items"]]
+        assert len(recommended) == body["k"] and not set(recommended) & rated
+        assert all(r["sources"] and r["item"]["title"] for r in answer["items"])
         assert httpx.get(f"{base}/", timeout=30).status_code == 200  # the web page
-        typo = httpx.get(f"{base}/v1/suggest", params={"q": "the dark knigt"}, timeout=30).json()
-        assert any("Dark Knight" in i["item"]["title"] for i in typo["items"])
-        # the third printed request: recommendations for a seed item, the seed itself excluded
+        typo = httpx.get(f"{base}/v1/suggest", params={"q": "jurasic park"}, timeout=30).json()
+        assert any(i["item"]["title"] == "Jurassic Park" for i in typo["items"])  # a MovieLens film, in the slice
+        # recommendations for a seed item, the seed itself excluded
         recs = httpx.post(f"{base}/v1/recommendations", json={"seed_item_ids": [item_id], "k": 5}, timeout=30)
         assert recs.status_code == 200, recs.text
-        assert recs.json()["items"] and item_id not in [r["id"] for r in recs.json()["items"]]
+        assert recs.json()["mode"] == "seeds" and item_id not in [r["id"] for r in recs.json()["items"]]
         # a user's interactions are stored, and what they interacted with is not recommended to them
         seen = [h["id"] for h in hits[:2]]
         posted = httpx.post(
@@ -97,11 +139,16 @@ def test_the_demo_ingests_serves_and_restarts_fast(tmp_path: Path) -> None:
         _stop(proc)
 
     second_log = tmp_path / "second.log"
-    started = time.monotonic()
-    proc = _run_demo(tmp_path / "var", port, second_log)
+    proc = _run_demo(data_dir, port, second_log)
     try:
         out = _wait_serving(proc, second_log, timeout=300)
-        assert "reusing the index built before" in out
-        assert time.monotonic() - started < 120  # no re-ingestion; mostly the model loading twice
+        assert "reusing the index built before" in out and "indexing films" not in out
+        assert "reusing the interactions loaded before" in out and "ratings recorded" not in out
+        assert "reusing the recommendation models trained before" in out and "ranker trained" not in out
+        assert _interaction_count(data_dir) == loaded + 2  # the two clicks above; no rating recorded twice
+        again = RECS_CURL.search(out)
+        assert again and json.loads(again.group(2)) == body  # the same example user
+        answer = httpx.post(again.group(1), json=body, timeout=30).json()
+        assert answer["mode"] == "user" and answer["ranker"] == "lambdarank"
     finally:
         _stop(proc)
