@@ -1,5 +1,6 @@
 """The web page in a real browser: headless Debian Chromium driven by Playwright, against a real uvicorn server
-with the embedded engine and 300 films. Screenshots go to artifacts/screenshots/ (and, when missing or when
+with the embedded engine and 300 films (and a third deployment of films MovieLens users rated, with their ratings
+as interactions, for recommendations). Screenshots go to artifacts/screenshots/ (and, when missing or when
 TRAWL_UPDATE_SCREENSHOTS=1, the README's docs/screenshots/search.png).
 
 Needs /usr/bin/chromium (`apt-get install -y chromium`; never `playwright install`), or TRAWL_CHROMIUM naming
@@ -15,6 +16,7 @@ import re
 import shutil
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from services.api.settings import ApiSettings
 from services.core.embedding import SentenceTransformerEmbedder
 from services.core.engines import build_engine
 from services.core.engines.base import Document
+from services.recs import ArtefactStore, RecsRefreshJob, SQLiteInteractionStore
+from services.recs.interactions import MAX_BATCH
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -51,6 +55,8 @@ CHROMIUM_ARGS = [
 ADMIN_KEY = "web-test-admin-key"
 INGESTED_FILMS = 40  # the reindex deployment: ingested through the ledger, the source of truth and the pipeline
 TIMEOUT_MS = 15_000  # per expectation; a cold query on two busy cores takes well under a second
+RATED_FILMS = 60  # the recommendations deployment: the most reviewed films MovieLens users rated
+INTERACTION_SOURCES = ("co_interaction", "ease", "transitions")  # the sources that learn from interactions
 
 
 @dataclass
@@ -61,6 +67,11 @@ class Site:
 
     def has(self, path: str) -> bool:
         return path in self.paths
+
+
+@dataclass
+class RatedSite(Site):
+    seed: tuple[str, str]  # (id, title) of the film with the most ratings: the item whose panel is checked
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +147,49 @@ def ingested_site(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTr
             rt.close()
         paths = set(httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"])
         yield Site(server.url, {f.title: f.id for f in films}, paths)
+
+
+@pytest.fixture(scope="module")
+def rated_site(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Iterator[RatedSite]:
+    """A deployment as `trawl demo --limit 60` builds it, without the worker: the most reviewed films that
+    MovieLens matched, their MovieLens ratings in the interaction store, and the recommendation models built
+    from them by the refresh job (sources only: the ranker's training is the demo test's part)."""
+    for package in ("bokeh_sampledata", "recbole"):
+        pytest.importorskip(package, reason="the films and MovieLens 100k come from installed packages")
+    from services.datasets.movielens_join import join_movielens
+    from services.demo import choose_films
+    from tests.e2e.films import embedding_text, load_films
+
+    catalog = load_films()
+    join = join_movielens(catalog)
+    films = choose_films(catalog, join, RATED_FILMS)
+    settings = ApiSettings(
+        engine="embedded", data_dir=tmp_path_factory.mktemp("web-rated") / "var", index_alias="web-rated"
+    )
+    engine = build_engine(settings)
+    version = engine.create_version(settings.index_alias, dimension=embedder.dimension, model_id=embedder.model_id)
+    engine.point_alias(settings.index_alias, version.version)
+    vectors = embedder.embed([embedding_text(f) for f in films])
+    assert engine.upsert(settings.index_alias, [Document(f, v) for f, v in zip(films, vectors, strict=True)]).ok
+    engine.refresh(settings.index_alias)
+    ratings = join.restricted_to(f.id for f in films)
+    store = SQLiteInteractionStore(settings.recs.interactions_path(settings.data_dir))  # where the API reads them
+    try:
+        for start in range(0, len(ratings), MAX_BATCH):
+            store.record(ratings[start : start + MAX_BATCH])
+        artefacts = ArtefactStore(settings.recs.artefacts_path(settings.data_dir))
+        job = RecsRefreshJob(store, artefacts, settings.recs, engine=engine, alias=settings.index_alias)
+        job.run(train_ranker=False)
+    finally:
+        store.close()
+    by_ratings = Counter(r.item_id for r in ratings)
+    seed = max(films, key=lambda f: by_ratings[f.id])
+    try:
+        with Server(create_app(settings, embedder=embedder)) as server:
+            paths = set(httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"])
+            yield RatedSite(server.url, {f.title: f.id for f in films}, paths, seed=(seed.id, seed.title))
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -423,6 +477,47 @@ def test_a_click_opens_similar_items_and_is_reported(page: Any, site: Site) -> N
     expect(detail).to_be_hidden()
     rises_in_list = results(page).filter(has_text="The Dark Knight Rises").locator("h3 button")
     expect(rises_in_list if rises_in_list.count() else search_box(page)).to_be_focused()
+
+
+def test_more_like_this_shows_the_items_recommended_for_the_open_item(page: Any, rated_site: Site) -> None:
+    assert isinstance(rated_site, RatedSite)
+    seed_id, seed_title = rated_site.seed
+    open_page(page, rated_site)
+    submit(page, seed_title)
+    title = page.locator(f'#result-list > li[data-id="{seed_id}"] h3 button')
+    expect(title).to_be_visible()
+    with page.expect_response(lambda r: r.url.endswith("/v1/recommendations")) as answered:
+        title.click()
+    request = answered.value.request
+    assert request.post_data_json == {"seed_item_ids": [seed_id]}  # seed-based: the item open in the panel
+    answer = answered.value.json()
+    # recommended from the ratings (not the cold-start fallback by content), the seed itself left out
+    assert answer["mode"] == "seeds", answer["mode"]
+    recommended = [r["id"] for r in answer["items"]]
+    assert len(recommended) >= 5 and seed_id not in recommended
+    assert all(set(r["sources"]) & set(INTERACTION_SOURCES) for r in answer["items"])
+
+    panel = page.locator("#recs")
+    expect(panel).to_have_attribute("aria-busy", "false")
+    expect(page.locator("#recs-status")).to_be_hidden()
+    entries = page.locator("#recs-list > li")
+    expect(entries).to_have_count(len(recommended))
+    assert [entries.nth(i).get_attribute("data-id") for i in range(len(recommended))] == recommended  # in order
+    for i, rec in enumerate(answer["items"]):
+        entry = entries.nth(i)
+        expect(entry.locator(".mini-title")).to_contain_text(rec["item"]["title"])
+        expect(entry.locator(".mini-meta")).to_contain_text("via " + ", ".join(rec["sources"]))
+    page.mouse.move(0, 0)
+    entries.last.scroll_into_view_if_needed()  # the details panel scrolls on its own: show the whole list
+    shot(page, "09-more-like-this")
+
+    # a recommended film opens in turn, with its own recommendations
+    first = answer["items"][0]
+    with page.expect_response(lambda r: r.url.endswith("/v1/recommendations")) as again:
+        entries.first.locator("button").click()
+    expect(page.locator("#detail")).to_have_attribute("data-id", first["id"])
+    assert again.value.request.post_data_json == {"seed_item_ids": [first["id"]]}
+    expect(entries.first).not_to_have_attribute("data-id", first["id"])
 
 
 def test_results_work_with_the_keyboard_only(page: Any, site: Site) -> None:

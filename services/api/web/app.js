@@ -687,7 +687,9 @@ function miniItem(hit, index, queryId) {
   const details = [];
   if (item.brand) details.push(item.brand);
   if (typeof hit.score === "number") details.push(`score ${formatScore(hit.score)}`);
-  if (Array.isArray(hit.sources) && hit.sources.length) details.push(`via ${hit.sources.join(", ")}`);
+  // a list of names, or (recommendations) each source mapped to its score and rank
+  const sources = Array.isArray(hit.sources) ? hit.sources : Object.keys(hit.sources ?? {});
+  if (sources.length) details.push(`via ${sources.join(", ")}`);
   return h(
     "li",
     { dataset: { id: hit.id ?? item.id } },
