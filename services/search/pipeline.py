@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from services.core.errors import ValidationError
 from services.search.facets import FacetCounter
-from services.search.protocols import Fuser, Reranker, Scorer
-from services.search.retrievers import CandidateGenerator
+from services.search.protocols import CandidateSource, Fuser, Reranker, Scorer
 from services.search.types import KEYWORD, VECTOR, Explain, Mode, SearchQuery, SearchResult, normalise_text
 
 MAX_DEPTH = 10_000
@@ -29,7 +28,7 @@ class SearchPipeline:
 
     def __init__(
         self,
-        generator: CandidateGenerator,
+        generator: CandidateSource,
         fuser: Fuser,
         scorer: Scorer,
         reranker: Reranker,
@@ -77,5 +76,13 @@ class SearchPipeline:
         counts = self.facets.run((c.item for c in ranked), fields)
         lap("facets")
         timings["total"] = round((clock - start) * 1000, 3)
-        explain = Explain(found.legs, self.fuser.name, self.scorer.name, self.reranker.name, query.depth, timings)
+        explain = Explain(
+            found.legs,
+            self.fuser.name,
+            self.scorer.name,
+            self.reranker.name,
+            query.depth,
+            timings,
+            self.generator.name,
+        )
         return SearchResult(query, len(ranked), page, size, items, counts, explain)

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from services.search.types import Candidate, FusedCandidate, RankedCandidate, ScoredCandidate, SearchQuery
+from services.search.types import (
+    Candidate,
+    CandidateSet,
+    FusedCandidate,
+    RankedCandidate,
+    ScoredCandidate,
+    SearchQuery,
+)
 
 
 @runtime_checkable
@@ -17,6 +24,20 @@ class Retriever(Protocol):
     def name(self) -> str: ...
 
     def run(self, query: SearchQuery) -> list[Candidate]: ...
+
+
+@runtime_checkable
+class CandidateSource(Protocol):
+    """Candidate generation as a whole: every retriever's list merged by item id (`CandidateGenerator`), or
+    the same after a feedback pass (`FeedbackGenerator`). `names`: the retrievers a query may ask for."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def run(self, query: SearchQuery) -> CandidateSet: ...
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
 from services.core.embedding import Embedder
-from services.core.engines.base import Hit, SearchEngine
+from services.core.engines.base import Hit, SearchEngine, Vector
 from services.core.errors import ValidationError
 from services.search.protocols import Retriever
 from services.search.types import KEYWORD, VECTOR, Candidate, CandidateSet, LegReport, SearchQuery
@@ -66,10 +66,18 @@ class VectorRetriever:
     def name(self) -> str:
         return self._name
 
-    def run(self, query: SearchQuery) -> list[Candidate]:
-        (vector,) = self._embedder.embed([query.text])
+    def embed(self, text: str) -> Vector:
+        (vector,) = self._embedder.embed([text])
+        out: Vector = vector
+        return out
+
+    def search(self, query: SearchQuery, vector: Vector) -> list[Candidate]:
+        """k-NN for a given vector (e.g. one moved by feedback), with the query's depth and filter."""
         hits = self._engine.vector_search(self._alias, vector, k=query.depth, filter=query.filter)
         return candidates_from_hits(self._name, hits)
+
+    def run(self, query: SearchQuery) -> list[Candidate]:
+        return self.search(query, self.embed(query.text))
 
 
 class CandidateGenerator:
@@ -92,6 +100,10 @@ class CandidateGenerator:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._retrievers)
+
+    @property
+    def name(self) -> str:
+        return f"retrievers({', '.join(self.names)})"
 
     def _chosen(self, legs: tuple[str, ...] | None) -> list[Retriever]:
         if legs is None:

@@ -14,9 +14,10 @@ from services.core.engines.base import SearchEngine
 from services.core.settings import CoreSettings
 from services.search.cache import CachingEmbedder
 from services.search.facets import FacetCounter
+from services.search.feedback import FeedbackGenerator
 from services.search.fusion import build_fuser
 from services.search.pipeline import SearchPipeline
-from services.search.protocols import Reranker, Retriever, Scorer
+from services.search.protocols import CandidateSource, Reranker, Retriever, Scorer
 from services.search.reranking import NoopReranker
 from services.search.retrievers import CandidateGenerator, KeywordRetriever, VectorRetriever
 from services.search.scoring import PassthroughScorer
@@ -54,12 +55,25 @@ def build_search_services(
     alias = core.index_alias
     executor = ThreadPoolExecutor(max_workers=search.workers, thread_name_prefix="search-leg")
     cached = CachingEmbedder(embedder, search.query_vector_cache) if embedder is not None else None
-    retrievers: list[Retriever] = [KeywordRetriever(engine, alias, boosts=search.boosts)]
-    if cached is not None:
-        retrievers.append(VectorRetriever(engine, alias, cached))
+    keyword = KeywordRetriever(engine, alias, boosts=search.boosts)
+    vector = VectorRetriever(engine, alias, cached) if cached is not None else None
+    retrievers: list[Retriever] = [keyword] if vector is None else [keyword, vector]
+    fuser = build_fuser(search.fusion, weights=search.weights, rrf_k=search.rrf_k)
+    generator: CandidateSource = CandidateGenerator(retrievers, executor)
+    if search.feedback.enabled:
+        generator = FeedbackGenerator(
+            CandidateGenerator(retrievers, executor),
+            fuser,
+            keyword,
+            vector,
+            engine,
+            alias,
+            search.feedback,
+            executor=executor,
+        )
     pipeline = SearchPipeline(
-        CandidateGenerator(retrievers, executor),
-        build_fuser(search.fusion, weights=search.weights, rrf_k=search.rrf_k),
+        generator,
+        fuser,
         scorer or PassthroughScorer(),
         reranker or NoopReranker(),
         FacetCounter(core.catalog, size=search.facet_size),

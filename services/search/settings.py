@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from services.search.feedback import FeedbackSettings
+
 
 def _non_negative(weights: dict[str, float]) -> dict[str, float]:
     for name, w in weights.items():
@@ -54,5 +56,7 @@ class SearchSettings(BaseModel):
     # Threads that run the retrievers of queries side by side (shared by every request of the process).
     workers: int = Field(32, ge=1)
     suggest: SuggestSettings = Field(default_factory=SuggestSettings)
+    # Pseudo-relevance feedback: a second retrieval pass with the expanded query and the moved query vector.
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     _check = field_validator("weights")(_non_negative)

@@ -184,6 +184,8 @@ class Explain:
     reranker: str
     depth: int
     timings_ms: Mapping[str, float]
+    # how candidates were generated: the retrievers, or a feedback pass over them
+    retrieval: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,7 @@ class SearchExplain(BaseModel):
     reranker: str
     depth: int = Field(description="Hits asked of each retriever.")
     timings_ms: dict[str, float]
+    retrieval: str = Field("", description="How candidates were generated (the retrievers, or a feedback pass).")
 
 
 class SearchResponse(BaseModel):
@@ -181,4 +182,5 @@ def _explain(result: SearchResult) -> SearchExplain:
         reranker=e.reranker,
         depth=e.depth,
         timings_ms=dict(e.timings_ms),
+        retrieval=e.retrieval,
     )
