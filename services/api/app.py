@@ -21,6 +21,7 @@ from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rul
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
+from services.ranking.follow import ModelFollower
 from services.ranking.service import build_ranking_service
 from services.recs import ArtefactStore, RecommendationService, build_interaction_store
 from services.rules.service import build_rules
@@ -58,6 +59,10 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         app.state.embedder = model
         # the scoring and re-ranking stages are the process's, shared by the services of every index version
         app.state.ranking = await anyio.to_thread.run_sync(build_ranking_service, settings, settings.ranking)
+        # the fleet's last admin reload (if any) wins over the configured model, then is followed from here on
+        app.state.model_follower = ModelFollower(app.state.ranking, settings.ranking.follow_every_s)
+        await anyio.to_thread.run_sync(app.state.model_follower.poll)
+        app.state.model_follower.start()
         app.state.rules, rules_reranker = build_rules(settings, settings.rules, app.state.engine)
         scorer = app.state.ranking.scorer
         reranker = rules_reranker if settings.rules.enabled else None
@@ -87,6 +92,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             yield
         finally:
             app.state.live_search.close()
+            app.state.model_follower.close()
             app.state.ranking.close()
             app.state.rules.close()
             app.state.admin_store.close()

@@ -3,6 +3,7 @@
     <model_id>/model.txt    the LightGBM model
     <model_id>/card.json    its card (features and version, training fingerprint, metrics, parameters)
     CURRENT                 the id of the model the service loads by default
+    SERVED                  the last `POST /admin/model/reload` that succeeded: every API process follows it
 
 A model is written before CURRENT names it, so a reader never sees a current model without its files. The
 shipped default model (trained on Cranfield with collection-independent features) lives in the package,
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +30,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 DEFAULT = "default"
 CURRENT = "current"
 NONE = "none"
+SERVED = "SERVED"
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 
 
@@ -52,6 +57,15 @@ def load_default_model(folder: Path = DEFAULT_MODEL_DIR) -> RankingModel:
     return RankingModel.from_text(text, card)
 
 
+@dataclass(frozen=True)
+class ServedRecord:
+    """What an admin asked the fleet to serve: a name as `resolve` takes it, and a stamp that tells reloads
+    of the same name apart (a reload of 'current' after CURRENT moved is a new instruction)."""
+
+    name: str
+    stamp: str
+
+
 class ModelRegistry:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
@@ -69,6 +83,21 @@ class ModelRegistry:
         if self._store.get(f"{model_id}/card.json") is None:
             raise ModelError(f"no model {model_id!r} in the registry")
         self._store.put(CURRENT.upper(), model_id.encode())
+
+    def record_served(self, name: str) -> ServedRecord:
+        record = ServedRecord(name, f"{datetime.now(UTC).isoformat()}/{uuid.uuid4().hex[:8]}")
+        self._store.put(SERVED, json.dumps({"name": record.name, "stamp": record.stamp}).encode())
+        return record
+
+    def served(self) -> ServedRecord | None:
+        raw = self._store.get(SERVED)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return ServedRecord(str(data["name"]), str(data["stamp"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # a torn or foreign record is ignored; the next reload rewrites it
 
     def current_id(self) -> str | None:
         raw = self._store.get(CURRENT.upper())

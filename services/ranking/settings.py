@@ -40,6 +40,9 @@ class RankingSettings(BaseModel):
     # come back query after query, and analysing them is most of the feature cost.
     feature_cache_items: int = Field(10_000, ge=0)
     feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
+    # Every API process polls the registry's record of the last admin reload at this interval and follows it,
+    # so a reload sent to one process reaches all of them; 0 turns following off.
+    follow_every_s: float = Field(5.0, ge=0)
 
     @field_validator("model")
     @classmethod

@@ -38,6 +38,7 @@ class Api:
     admin: httpx.Client
     data_dir: Path
     titles: dict[str, str]  # id -> title
+    settings: ApiSettings
 
     def search(self, q: str, **params: Any) -> dict[str, Any]:
         r = self.client.get("/v1/search", params={"q": q, **params})
@@ -82,7 +83,7 @@ def api(
             httpx.Client(base_url=server.url, timeout=30) as client,
             httpx.Client(base_url=server.url, timeout=30, headers={"X-Admin-Key": KEY}) as admin,
         ):
-            yield Api(client, admin, data_dir, {d.item.id: d.item.title for d in film_documents})
+            yield Api(client, admin, data_dir, {d.item.id: d.item.title for d in film_documents}, settings)
     finally:
         engine.drop_alias(alias)
         engine.close()
@@ -247,6 +248,32 @@ def test_model_reload_under_load_drops_no_request_and_a_wrong_model_is_refused(a
     assert state["metrics"]["refused"] == 2 and state["metrics"]["reloads"] >= 6
     assert set(state["registry_models"]) == {"tiny-ok", "tiny-wrong"}
     api.admin.post("/admin/model/reload", json={"model": "default"})
+
+
+def test_a_reload_sent_to_one_process_reaches_the_others(api: Api, embedder: SentenceTransformerEmbedder) -> None:
+    registry = ModelRegistry(LocalBlobStore(api.data_dir / "models"))
+    registry.publish(*tiny_model(SEARCH_FEATURES, "tiny-fleet"))
+    following = api.settings.model_copy(update={"ranking": RankingSettings(model="current", follow_every_s=0.2)})
+
+    def scorer(client: httpx.Client) -> str:
+        r = client.get("/v1/search", params={"q": "space war", "explain": "true", "size": 3})
+        assert r.status_code == 200, r.text
+        return str(r.json()["explain"]["scorer"])
+
+    with Server(create_app(following, embedder=embedder)) as other, httpx.Client(base_url=other.url) as client:
+        assert "tiny-fleet" not in scorer(client)
+        r = api.admin.post("/admin/model/reload", json={"model": "tiny-fleet"})  # sent to the first process
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 15
+        while "tiny-fleet" not in scorer(client) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert scorer(client).startswith("lambdarank(model=tiny-fleet"), "the second process did not follow"
+        assert scorer(api.client).startswith("lambdarank(model=tiny-fleet")
+    # a process that starts after the reload serves the fleet's model from its first request
+    late = api.settings.model_copy(update={"ranking": RankingSettings(model="default", follow_every_s=0)})
+    with Server(create_app(late, embedder=embedder)) as third, httpx.Client(base_url=third.url) as client:
+        assert scorer(client).startswith("lambdarank(model=tiny-fleet")
+    assert api.admin.post("/admin/model/reload", json={"model": "default"}).status_code == 200
 
 
 def test_served_features_are_logged_with_the_query_id(api: Api) -> None:

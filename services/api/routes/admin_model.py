@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -66,7 +66,9 @@ def model_state(ranking: RankingDep) -> ModelState:
 
 
 @router.post("/reload", summary="Load and serve a model without a restart", response_model=ReloadOut, responses=REFUSED)
-def reload_model(ranking: RankingDep, body: ReloadIn | None = None) -> ReloadOut | JSONResponse:
+def reload_model(request: Request, ranking: RankingDep, body: ReloadIn | None = None) -> ReloadOut | JSONResponse:
+    """Served here at once, and recorded in the registry so that every other API process follows within
+    `ranking.follow_every_s`."""
     name = (body or ReloadIn()).model
     try:
         result = ranking.reload(name)
@@ -74,4 +76,5 @@ def reload_model(ranking: RankingDep, body: ReloadIn | None = None) -> ReloadOut
         kind = "model_refused" if isinstance(exc, ModelRefused) else "model_unavailable"
         error = ErrorResponse(detail=[ErrorDetail(field="model", message=str(exc), type=kind)])
         return JSONResponse(error.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
+    request.app.state.model_follower.acknowledge(ranking.registry.record_served(name))
     return ReloadOut(served=result.served, previous=result.previous, fallback_reason=result.why_none)
