@@ -58,8 +58,8 @@ class FeatureRecord:
     def to_json(self) -> str:
         # Rounded and NaN-mapped as one array: per value in Python this took ~7 ms a record, on the GIL that
         # the searches need.
-        values = np.round(np.array([i.values for i in self.items], dtype=np.float64).reshape(len(self.items), -1), 6)
-        rows: list[list[float | None]] = values.tolist()
+        values = np.round(np.array([list(i.values) for i in self.items], dtype=np.float64), 6)
+        rows: list[list[float | None]] = values.tolist() if self.items else []
         for r, c in np.argwhere(np.isnan(values)).tolist():
             rows[r][c] = None
         return json.dumps(
@@ -207,7 +207,11 @@ class FeatureLogger:
     def _write(self, batch: Sequence[FeatureRecord]) -> None:
         by_day: dict[date, list[str]] = {}
         for record in batch:
-            by_day.setdefault(record.ts.date(), []).append(record.to_json())
+            try:
+                by_day.setdefault(record.ts.date(), []).append(record.to_json())
+            except Exception:  # one bad record is lost, not the thread that writes every later one
+                self.failed += 1
+                log.exception("feature log: record of query %s not serialised", record.query_id)
         for day, lines in by_day.items():
             try:
                 self._sink.append(day, lines)

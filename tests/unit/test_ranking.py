@@ -382,6 +382,18 @@ def test_the_feature_log_samples_one_query_in_n(tmp_path: Path) -> None:
     assert [r["query_id"] for r in read_records(sink)] == ["q0", "q3", "q6"]
 
 
+def test_a_query_without_candidates_is_logged_and_the_log_goes_on(tmp_path: Path) -> None:
+    sink = LocalFeatureSink(tmp_path / "log")
+    logger = FeatureLogger(sink, flush_every_s=0.05)
+    scorer = LambdaRankScorer(ModelSlot(None), FeatureExtractor(), feature_log=logger)
+    scorer.run(SearchQuery("nothing matches", query_id="empty"), [])
+    scorer.run(SearchQuery("supersonic wing flutter", query_id="next"), fused(CANDIDATES))
+    assert logger.flush()
+    logger.close()
+    records = list(read_records(sink))
+    assert [r["query_id"] for r in records] == ["empty", "next"] and records[0]["items"] == []
+
+
 def test_qrels_files_are_read(tmp_path: Path) -> None:
     (tmp_path / "q.txt").write_text("1 0 d1 2\n1 0 d2 0\n2 d3 1\n# comment\n")
     assert read_qrels(tmp_path / "q.txt") == {"1": {"d1": 2, "d2": 0}, "2": {"d3": 1}}
