@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class CachingEmbedder:
         # Background embedding: one text in flight and one waiting; a newer request replaces the waiting one,
         # so fast typing never queues up embeddings of prefixes nobody will ask for again.
         self._wanted: str | None = None
+        self._start_at = 0.0  # monotonic time the waiting text may start
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
         self._closed = False
@@ -71,13 +73,16 @@ class CachingEmbedder:
                 self._hits += 1
             return vec
 
-    def embed_later(self, text: str) -> None:
+    def embed_later(self, text: str, *, idle_s: float = 0.0) -> None:
         """Have `text`'s vector cached soon, off the caller's thread. Latest wins: at most one embedding runs
-        and one waits; a request made while another waits replaces it."""
+        and one waits; a request made while another waits replaces it. With `idle_s`, the waiting text starts
+        only once no newer request came for that long: a burst of keystrokes costs one embedding, at its end,
+        instead of a model kept busy beside the requests."""
         with self._lock:
             if self._closed or not self._maxsize or text in self._entries:
                 return
             self._wanted = text
+            self._start_at = time.monotonic() + idle_s
             if self._worker is None:
                 self._worker = threading.Thread(target=self._warm, name="query-vector-warmer", daemon=True)
                 self._worker.start()
@@ -86,8 +91,9 @@ class CachingEmbedder:
     def _warm(self) -> None:
         while True:
             with self._lock:
-                while self._wanted is None and not self._closed:
-                    self._wake.wait()
+                while not self._closed and (self._wanted is None or time.monotonic() < self._start_at):
+                    # a newer request moves _start_at on; waking early only means waiting again
+                    self._wake.wait(None if self._wanted is None else max(self._start_at - time.monotonic(), 0))
                 if self._closed:
                     return
                 text, self._wanted = self._wanted, None

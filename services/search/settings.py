@@ -33,6 +33,10 @@ class SuggestSettings(BaseModel):
     # never embedded on a keystroke's path when the embedder caches (the service's does): the leg runs only
     # on a held vector, and a missing one is embedded in the background for the next keystroke.
     vector_budget_ms: float | None = Field(15.0, ge=0)
+    # A missing query vector is embedded in the background once no newer keystroke came for this long. People
+    # type a key every 100-300 ms, so each keystroke's vector is ready for the next; a burst (a paste, a
+    # client sending every character at once) costs one embedding instead of keeping the model busy.
+    vector_embed_idle_ms: float = Field(50.0, ge=0)
     # The fuzzy leg runs when the last word has at least this many characters.
     fuzzy_min_chars: int = Field(4, ge=1)
     # Popularity prior: final = fused / best fused + weight * log1p(popularity) / log1p(max popularity).

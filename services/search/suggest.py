@@ -203,7 +203,7 @@ class Suggester:
             ((t, v) for t in vector_keys(query, s.vector_min_chars) if (v := embedder.cached(t)) is not None), None
         )
         if held is None or held[0] != query:
-            embedder.embed_later(query)
+            embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
         if held is None:
             return legs, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
         vec = held[1]

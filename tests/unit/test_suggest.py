@@ -267,6 +267,21 @@ def test_background_embedding_keeps_only_the_latest_request() -> None:
     assert cached.cached("inte") is None and cached.cached("int") is not None
 
 
+def test_a_waiting_embedding_starts_only_once_typing_pauses() -> None:
+    model = FakeEmbedder()
+    cached = CachingEmbedder(model)
+    cached.embed_later("inte", idle_s=600)  # would start in ten minutes, if nothing newer came
+    time.sleep(0.2)  # room for a worker that ignored the pause to start it now
+    assert model.texts == []
+    cached.embed_later("inter")  # the pause is over: the latest text goes, the one before never does
+    for _ in range(1000):
+        if cached.cached("inter") is not None:
+            break
+        time.sleep(0.01)
+    cached.close()
+    assert model.texts == ["inter"]
+
+
 def test_a_held_vector_is_not_embedded_again_and_a_short_text_never_is() -> None:
     model = FakeEmbedder()
     cached = CachingEmbedder(model)
