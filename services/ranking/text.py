@@ -14,6 +14,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +57,22 @@ def pair_key(first: Ids, second: Ids) -> Ids:
 
 
 def _analysed(terms: Ids) -> AnalysedText:
-    unique, counts = np.unique(terms, return_counts=True)
-    bigrams = np.unique(pair_key(terms[:-1], terms[1:])) if terms.shape[0] > 1 else np.empty(0, np.int64)
-    joined = " " + " ".join(map(str, terms.tolist())) + " "
-    return AnalysedText(terms, unique, counts.astype(np.int64), bigrams, joined, int(terms.shape[0]))
+    # Plain Python over the list: texts are tens of terms, where each np.unique call costs more in overhead
+    # than the work (measured: about half the time of the numpy version).
+    listed: list[int] = terms.tolist()
+    counts: dict[int, int] = {}
+    for term in listed:
+        counts[term] = counts.get(term, 0) + 1
+    unique = sorted(counts)
+    bigrams = sorted({(a << 31) | b for a, b in pairwise(listed)})  # as pair_key
+    return AnalysedText(
+        terms,
+        np.array(unique, dtype=np.int64),
+        np.array([counts[t] for t in unique], dtype=np.int64),
+        np.array(bigrams, dtype=np.int64),
+        " " + " ".join(map(str, listed)) + " ",
+        len(listed),
+    )
 
 
 EMPTY = _analysed(np.empty(0, np.int64))
@@ -74,6 +87,8 @@ class Analyser:
     """
 
     def __init__(self, max_texts: int = 100_000, max_vocabulary: int = 1_000_000) -> None:
+        # snowballstemmer hands out PyStemmer's C build of the same algorithm when it is installed (a dependency):
+        # the same stems, ~100x faster than its pure-Python one, which made a cold vocabulary most of a query.
         self._stemmer = snowballstemmer.stemmer("english")
         self._ids: dict[str, int] = {}  # word -> term id (of its stem)
         self._stem_ids: dict[str, int] = {}

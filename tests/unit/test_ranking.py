@@ -25,7 +25,7 @@ from services.ranking.registry import ModelRegistry, load_default_model
 from services.ranking.scorer import LambdaRankScorer, ModelSlot
 from services.ranking.service import build_ranking_service
 from services.ranking.settings import FeatureLogSettings, RankingSettings
-from services.ranking.text import AnalysedText, Analyser
+from services.ranking.text import AnalysedText, Analyser, pair_key
 from services.ranking.train import QueryRows, TrainingSet, cross_validate, read_interactions, read_qrels, train_model
 from services.search.fusion import RRFFuser
 from services.search.types import Candidate, FusedCandidate, SearchQuery
@@ -109,6 +109,24 @@ def test_analyser_stems_drops_stop_words_and_remembers() -> None:
     assert an.analyse("The wings of flutter") is a
     an.analyse("third text")  # the cache holds two: the oldest half goes
     assert an.analyse("The wings of flutter") is not a
+
+
+def test_an_analysed_text_counts_its_terms_and_adjacent_pairs() -> None:
+    a = Analyser().analyse_once("Flutter of the wing, flutter wings; flutter")
+    terms = a.terms.tolist()
+    assert a.length == len(terms) == 5 and a.joined == " " + " ".join(map(str, terms)) + " "
+    assert a.unique.tolist() == sorted(set(terms))
+    assert dict(zip(a.unique.tolist(), a.counts.tolist(), strict=True)) == {t: terms.count(t) for t in set(terms)}
+    assert a.bigrams.tolist() == np.unique(pair_key(a.terms[:-1], a.terms[1:])).tolist()
+    assert Analyser().analyse_once("").length == 0
+
+
+def test_stemming_runs_on_the_c_stemmer() -> None:
+    import snowballstemmer
+
+    # PyStemmer (a dependency) gives the pure-Python stemmer's stems ~100x faster: a cold vocabulary was most
+    # of a query's ranking time without it.
+    assert type(snowballstemmer.stemmer("english")).__module__ == "Stemmer"
 
 
 class CountingAnalyser(Analyser):
