@@ -5,10 +5,12 @@ embeddings), every query run through the pipeline classes the API serves with.
     python -m services.ranking.evaluate --write-default-model services/ranking/default_model
     python -m services.ranking.evaluate mslr --train msn1.fold1.train.5k.txt --test msn1.fold1.test.5k.txt
 
-Systems, side by side on the same candidates: BM25 alone, vector alone, hybrid with RRF, hybrid with min-max
-(equal weights, and 0.3 BM25 + 0.7 vector as in the data README), and hybrid RRF + LambdaRank cross-validated
-by query (each query scored by the model of the fold that held it out). nDCG@10 (gain 5 - code), recall@100
-and MRR@10, computed with ir-measures.
+Systems, side by side: BM25 alone, vector alone, hybrid with RRF, hybrid with min-max (equal weights, and
+0.3 BM25 + 0.7 vector as in the data README); the same after the pipeline's pseudo-relevance feedback stage
+(`services.search.feedback`); and LambdaRank over the hybrid RRF candidates, with and without feedback,
+cross-validated by query (each query scored by the model of the fold that held it out; one variant chooses
+its parameters by an inner CV on the training folds only). nDCG@10 (gain 5 - code), recall@100 and MRR@10,
+computed with ir-measures.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from services.ranking.train import (
     fold_keys,
     known_item_queries,
     rows_from_judgments,
+    select_params,
     train_model,
 )
 from services.search.types import Candidate, CandidateSet, SearchQuery, normalise_text
@@ -62,6 +65,11 @@ class MemoGenerator:
     def names(self) -> tuple[str, ...]:
         names: tuple[str, ...] = self._inner.names
         return names
+
+    @property
+    def name(self) -> str:
+        name: str = self._inner.name
+        return name
 
     def run(self, query: SearchQuery) -> CandidateSet:
         key = (query.text, query.depth)
@@ -141,6 +149,7 @@ def evaluate_cranfield(
     from services.datasets import cranfield
     from services.search.cache import CachingEmbedder
     from services.search.facets import FacetCounter
+    from services.search.feedback import FeedbackGenerator, FeedbackSettings
     from services.search.fusion import RRFFuser, ScoreFuser
     from services.search.pipeline import SearchPipeline
     from services.search.protocols import Fuser, Scorer
@@ -174,20 +183,34 @@ def evaluate_cranfield(
             # Cranfield has only titles and abstracts (authors land in `brand`): BM25 over title and body, equal
             # weights; the catalog default (title x3, brand, tags, ...) suits product and film catalogs.
             boosts = {"title": 1.0, "body": 1.0}
-            generator = MemoGenerator(
-                CandidateGenerator(
-                    [
-                        KeywordRetriever(engine, core.index_alias, boosts=boosts),
-                        VectorRetriever(engine, core.index_alias, CachingEmbedder(embedder)),
-                    ]
+            keyword = KeywordRetriever(engine, core.index_alias, boosts=boosts)
+            vector = VectorRetriever(engine, core.index_alias, CachingEmbedder(embedder))
+            plain_generator = MemoGenerator(CandidateGenerator([keyword, vector]))
+            # The platform's feedback stage with its default settings (10 terms from the top 10, Rocchio on the
+            # top 5); its first pass is the plain generator's (remembered), fused by RRF as the service does.
+            feedback = FeedbackSettings(enabled=True)
+            feedback_generator = MemoGenerator(
+                FeedbackGenerator(
+                    plain_generator,
+                    RRFFuser(60),
+                    keyword,
+                    vector,
+                    engine,
+                    core.index_alias,
+                    feedback,
                 )
             )
             facets = FacetCounter(core.catalog)
 
             def run_system(
-                name: str, fuser: Fuser, scorer: Scorer, legs: tuple[str, ...] | None, keys: Sequence[str]
+                name: str,
+                fuser: Fuser,
+                scorer: Scorer,
+                legs: tuple[str, ...] | None,
+                keys: Sequence[str],
+                generator: MemoGenerator = plain_generator,
             ) -> Run:
-                pipeline = SearchPipeline(generator, fuser, scorer, NoopReranker(), facets)  # type: ignore[arg-type]
+                pipeline = SearchPipeline(generator, fuser, scorer, NoopReranker(), facets)
                 out: Run = {}
                 for key in keys:
                     text = normalise_text(queries[key])
@@ -200,67 +223,147 @@ def evaluate_cranfield(
             keys = [k for k in queries if k in qrels]
             systems: list[SystemResult] = []
             plain = PassthroughScorer()
-            baselines: list[tuple[str, Fuser, tuple[str, ...] | None]] = [
-                ("BM25", RRFFuser(60), ("keyword",)),
-                ("vector", RRFFuser(60), ("vector",)),
-                ("hybrid RRF (k=60)", RRFFuser(60), None),
-                ("hybrid min-max (equal weights)", ScoreFuser("minmax"), None),
-                ("hybrid min-max (0.3 BM25 + 0.7 vector)", ScoreFuser("minmax", {"keyword": 0.3, "vector": 0.7}), None),
+            baselines: list[tuple[str, Fuser, tuple[str, ...] | None, MemoGenerator]] = [
+                ("BM25", RRFFuser(60), ("keyword",), plain_generator),
+                ("vector", RRFFuser(60), ("vector",), plain_generator),
+                ("hybrid RRF (k=60)", RRFFuser(60), None, plain_generator),
+                ("hybrid min-max (equal weights)", ScoreFuser("minmax"), None, plain_generator),
+                (
+                    "hybrid min-max (0.3 BM25 + 0.7 vector)",
+                    ScoreFuser("minmax", {"keyword": 0.3, "vector": 0.7}),
+                    None,
+                    plain_generator,
+                ),
+                ("BM25 + PRF (10 terms from the hybrid top 10)", RRFFuser(60), ("keyword",), feedback_generator),
+                ("vector + PRF (Rocchio, top 5)", RRFFuser(60), ("vector",), feedback_generator),
+                ("hybrid + PRF, RRF (k=60)", RRFFuser(60), None, feedback_generator),
+                ("hybrid + PRF, min-max (equal weights)", ScoreFuser("minmax"), None, feedback_generator),
+                (
+                    "hybrid + PRF, min-max (0.2 BM25 + 0.8 vector)",
+                    ScoreFuser("minmax", {"keyword": 0.2, "vector": 0.8}),
+                    None,
+                    feedback_generator,
+                ),
             ]
-            for name, fuser, legs in baselines:
+            for name, fuser, legs, gen in baselines:
                 progress(f"running {name}")
-                systems.append(measure(name, run_system(name, fuser, plain, legs, keys), qrels))
+                systems.append(measure(name, run_system(name, fuser, plain, legs, keys, gen), qrels))
 
-            progress(f"features of the top {window} RRF candidates of {len(keys)} queries")
             extractor = FeatureExtractor()
-            ts = rows_from_judgments(
-                generator,  # type: ignore[arg-type]
-                RRFFuser(60),
-                extractor,
-                queries,
-                qrels,
-                window=window,
-                depth=depth,
-                source="qrels:cranfield",
-            )
-            progress(f"features of {known_items} known-item (title) queries, for training only")
             ki_queries, ki_qrels = known_item_queries([(i.id, i.title) for i in items], known_items)
-            ts_ki = rows_from_judgments(
-                generator,  # type: ignore[arg-type]
-                RRFFuser(60),
-                extractor,
-                ki_queries,
-                ki_qrels,
-                window=window,
-                depth=depth,
-                source="known-items:cranfield-titles",
-            )
-            ts_all = ts.extended(ts_ki, train_only=True)
             merged = {**DEFAULT_PARAMS, **(params or {})}
-            splits = fold_keys([q.key for q in ts.queries], folds)  # the same folds for both variants
-            for label, training in (("", ts), (" + known-item queries", ts_all)):
-                ltr_run: Run = {}
-                for k, held_out in enumerate(splits):
-                    progress(f"LambdaRank{label} fold {k + 1}/{folds}")
-                    held = set(held_out)
-                    booster = fit(training, [q.key for q in training.queries if q.key not in held], merged, rounds)
-                    fold_model = _fold_model(booster, training, merged, rounds, f"cranfield-fold{k + 1}")
-                    scorer = LambdaRankScorer(ModelSlot(fold_model), extractor, window=window)
-                    ltr_run.update(run_system("ltr", RRFFuser(60), scorer, None, held_out))
-                systems.append(measure(f"hybrid RRF + LambdaRank{label} ({folds}-fold CV)", ltr_run, qrels))
+            selections: list[dict[str, Any]] = []
 
-            progress("the model on every query (importances; the shipped default when asked)")
-            trained = train_model(
+            def training_sets(gen: MemoGenerator, label: str, known: bool) -> tuple[TrainingSet, TrainingSet]:
+                progress(f"features of the top {window} RRF candidates of {len(keys)} queries ({label})")
+                ts = rows_from_judgments(
+                    gen,
+                    RRFFuser(60),
+                    extractor,
+                    queries,
+                    qrels,
+                    window=window,
+                    depth=depth,
+                    source=f"qrels:cranfield{label}",
+                )
+                if not known:
+                    return ts, ts
+                progress(f"features of {known_items} known-item (title) queries, for training only ({label})")
+                ts_ki = rows_from_judgments(
+                    gen,
+                    RRFFuser(60),
+                    extractor,
+                    ki_queries,
+                    ki_qrels,
+                    window=window,
+                    depth=depth,
+                    source=f"known-items:cranfield-titles{label}",
+                )
+                return ts, ts.extended(ts_ki, train_only=True)
+
+            def cv_system(
+                name: str, training: TrainingSet, gen: MemoGenerator, tuned: bool, also: MemoGenerator | None = None
+            ) -> None:
+                runs: dict[MemoGenerator, Run] = {gen: {}}
+                if also is not None:
+                    runs[also] = {}
+                for k, held_out in enumerate(splits):
+                    held = set(held_out)
+                    train_keys = [q.key for q in training.queries if q.key not in held]
+                    fold_params, fold_rounds = merged, rounds
+                    if tuned:
+                        progress(f"{name}: choosing parameters on the training folds of fold {k + 1}/{folds}")
+                        chosen = select_params(training, train_keys, base=params)
+                        fold_params, fold_rounds = chosen.params, chosen.rounds
+                        selections.append(
+                            {
+                                "fold": k + 1,
+                                "rounds": chosen.rounds,
+                                "inner_ndcg@10": round(chosen.ndcg10, 4),
+                                **{p: chosen.params[p] for p in ("num_leaves", "min_data_in_leaf", "lambda_l2")},
+                            }
+                        )
+                    progress(f"{name} fold {k + 1}/{folds}")
+                    booster = fit(training, train_keys, fold_params, fold_rounds)
+                    fold_model = _fold_model(booster, training, fold_params, fold_rounds, f"cranfield-fold{k + 1}")
+                    scorer = LambdaRankScorer(ModelSlot(fold_model), extractor, window=window)
+                    for g, run in runs.items():
+                        run.update(run_system("ltr", RRFFuser(60), scorer, None, held_out, g))
+                systems.append(measure(name, runs[gen], qrels))
+                if also is not None:
+                    systems.append(measure(f"{name}, served without PRF", runs[also], qrels))
+
+            ts_plain, ts_plain_all = training_sets(plain_generator, "", known=True)
+            ts, ts_all = training_sets(feedback_generator, "+prf", known=True)
+            splits = fold_keys([q.key for q in ts.queries], folds)  # the same folds for every variant
+            cv_system(f"hybrid RRF + LambdaRank ({folds}-fold CV)", ts_plain, plain_generator, False)
+            cv_system(
+                f"hybrid RRF + LambdaRank + known-item queries ({folds}-fold CV) — the shipped recipe",
+                ts_plain_all,
+                plain_generator,
+                False,
+            )
+            cv_system(f"hybrid + PRF, RRF + LambdaRank ({folds}-fold CV)", ts, feedback_generator, False)
+            cv_system(
+                f"hybrid + PRF, RRF + LambdaRank, parameters chosen on the training folds ({folds}-fold nested CV)",
+                ts,
+                feedback_generator,
+                True,
+            )
+            cv_system(
+                f"hybrid + PRF, RRF + LambdaRank + known-item queries ({folds}-fold CV)",
                 ts_all,
-                params=params,
-                rounds=rounds,
+                feedback_generator,
+                False,
+                also=plain_generator,
+            )
+
+            progress("the models on every query (importances; the shipped default when asked)")
+            # what carries the PRF model (the one closest to the goal), fitted on every Cranfield query
+            prf_booster = fit(ts, None, merged, rounds)
+            prf_gain = prf_booster.feature_importance(importance_type="gain")
+            prf_importance = {
+                n: round(float(g) / (float(prf_gain.sum()) or 1.0), 4)
+                for n, g in sorted(zip(ts.feature_set.names, prf_gain, strict=True), key=lambda x: -x[1])
+                if g > 0
+            }
+            # The shipped model serves the service's default pipeline, feedback off: it is trained on plain
+            # hybrid candidates (a model trained on feedback candidates loses 0.02 served without them), with
+            # parameters chosen by cross-validation on the Cranfield queries.
+            shipped = select_params(ts_plain_all, [q.key for q in ts_plain.queries], base=params)
+            trained = train_model(
+                ts_plain_all,
+                params=shipped.params,
+                rounds=shipped.rounds,
                 folds=folds,
                 model_id=f"default-{ts.feature_set.name}-v{ts.feature_set.version}-cranfield",
                 notes=(
-                    f"Shipped default: trained on all {len(ts.queries)} Cranfield queries (top-{window} hybrid RRF "
-                    f"candidates, graded judgments, gain 5 - code) and {len(ts_ki.queries)} known-item queries "
+                    f"Shipped default: trained on all {len(ts_plain.queries)} Cranfield queries (top-{window} "
+                    "hybrid RRF candidates without feedback, as the service serves by default; graded judgments, "
+                    f"gain 5 - code) and {len(ts_plain_all.queries) - len(ts_plain.queries)} known-item queries "
                     "(a document's title as the query, the document as its answer; training only), with "
-                    "collection-independent features. metrics: k-fold by query over the Cranfield queries."
+                    "collection-independent features; parameters chosen by 3-fold CV over the Cranfield queries. "
+                    "metrics: k-fold by query over the Cranfield queries."
                 ),
             )
             if default_model_dir is not None:
@@ -270,8 +373,9 @@ def evaluate_cranfield(
         finally:
             engine.close()
 
-    best_plain = max(systems[:-2], key=lambda s: s.ndcg10)
-    ltr = systems[-1]
+    plain_systems = [s for s in systems if "LambdaRank" not in s.name]
+    best_plain = max(plain_systems, key=lambda s: s.ndcg10)
+    ltr = next(s for s in systems if "nested" in s.name)
     wins = sum(ltr.per_query_ndcg10.get(q, 0) > best_plain.per_query_ndcg10.get(q, 0) for q in ltr.per_query_ndcg10)
     losses = sum(ltr.per_query_ndcg10.get(q, 0) < best_plain.per_query_ndcg10.get(q, 0) for q in ltr.per_query_ndcg10)
     return {
@@ -286,8 +390,15 @@ def evaluate_cranfield(
             "folds": folds,
             "rounds": rounds,
             "params": {k: v for k, v in merged.items() if k != "verbosity"},
+            "shipped_params": {
+                "rounds": shipped.rounds,
+                **{p: shipped.params[p] for p in ("num_leaves", "min_data_in_leaf", "lambda_l2")},
+            },
             "feature_set": ts.feature_set.id,
-            "known_item_queries": len(ts_ki.queries),
+            "known_item_queries": len(ts_all.queries) - len(ts.queries),
+            "prf_model_feature_importance_gain": prf_importance,
+            "feedback": feedback.model_dump(),
+            "nested_cv_choices": selections,
             "feature_importance_gain": trained.card.feature_importance,
             "vs_best_plain_per_query": {"system": best_plain.name, "better": wins, "worse": losses},
         },
@@ -340,10 +451,12 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
 
     systems = report["systems"]
     names = [s["name"].replace(" (", "\n(") for s in systems]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.5), sharey=False)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 8), sharey=False)
     for ax, metric in zip(axes, ("ndcg@10", "recall@100", "mrr@10"), strict=True):
         values = [s[metric] for s in systems]
-        colours = ["#999999"] * (len(values) - 2) + ["#6baed6", "#1f77b4"]
+        colours = [
+            "#1f77b4" if "LambdaRank" in s["name"] else "#6baed6" if "PRF" in s["name"] else "#999999" for s in systems
+        ]
         bars = ax.barh(range(len(values)), values, color=colours)
         ax.set_yticks(range(len(values)), names if ax is axes[0] else [""] * len(values), fontsize=8)
         ax.invert_yaxis()
@@ -462,7 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nLambdaRank vs {ltr['vs_best_plain_per_query']['system']}, per query: "
         f"{ltr['vs_best_plain_per_query']['better']} better, {ltr['vs_best_plain_per_query']['worse']} worse"
     )
-    print(f"features carrying the model (share of gain): {top}")
+    print(f"features carrying the shipped model (share of gain): {top}")
+    prf_top = ", ".join(f"{k} {v:.0%}" for k, v in list(ltr["prf_model_feature_importance_gain"].items())[:10])
+    print(f"features carrying the hybrid + PRF model (share of gain): {prf_top}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.png)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from services.ranking.proximity import proximity
 from services.ranking.text import AnalysedText, Analyser, Ids, pair_key
 from services.search.types import KEYWORD, VECTOR, Candidate, FusedCandidate, SearchQuery
 
@@ -78,7 +79,7 @@ class FeatureSet:
 _F = FeatureSpec
 SEARCH_FEATURES = FeatureSet(
     "trawl-search",
-    1,
+    2,
     (
         _F("keyword_present", "1 if the keyword (BM25) retriever returned the item"),
         _F("keyword_score_rel", "BM25 score / the best BM25 score of the request (NaN if absent)"),
@@ -108,6 +109,9 @@ SEARCH_FEATURES = FeatureSet(
         _F("prf_body", "weighted share of feedback terms (from the top fused candidates) in the body"),
         _F("text_bm25_rel", "BM25 of title and body as one field over the candidate set / the request's best"),
         _F("expanded_bm25_rel", "text BM25 of the query expanded with the feedback terms (RM3-like) / best"),
+        _F("title_proximity", "1 / smallest distance between two different query terms in the title (0: none)"),
+        _F("body_proximity", "1 / smallest distance between two different query terms in the body (0: none)"),
+        _F("body_close_pairs", "log1p(neighbouring occurrences of two different query terms <= 4 apart in the body)"),
         _F("category_match", "share of distinct query terms found in the categories, tags or brand"),
         _F("popularity_log", "log1p(popularity) (NaN if unknown)"),
         _F("rating", "the item's rating (NaN if unknown)"),
@@ -323,6 +327,10 @@ class FeatureExtractor:
                 for i in np.flatnonzero((tf > 0).all(axis=1)):
                     has_phrase[i] = phrase in docs[i].joined
             cols[f"{field}_phrase"] = has_phrase
+            near = proximity(docs, q_unique)
+            cols[f"{field}_proximity"] = near.min_distance_inv
+            if field == "body":
+                cols["body_close_pairs"] = near.close_pairs_log
             mean = float(lengths.mean()) if n else 0.0
             cols[f"{field}_len_rel"] = lengths / mean if mean > 0 else np.zeros(n)
         # the whole text (title and body as one field): the query alone, and expanded with the feedback terms

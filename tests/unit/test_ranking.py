@@ -170,7 +170,7 @@ def test_the_item_text_cache_is_bounded() -> None:
 def test_feature_set_mismatch_names_what_differs() -> None:
     fs = SEARCH_FEATURES
     assert fs.mismatch(fs.name, fs.version, fs.names) is None
-    assert "trawl-search@1" in str(fs.mismatch(fs.name, 99, fs.names))
+    assert fs.id in str(fs.mismatch(fs.name, 99, fs.names))
     why = fs.mismatch(fs.name, fs.version, [*fs.names[:-1], "bogus"])
     assert why is not None and "available" in why and "bogus" in why
     assert "order" in str(fs.mismatch(fs.name, fs.version, list(reversed(fs.names))))
@@ -299,11 +299,12 @@ def test_the_service_refuses_a_bad_model_and_keeps_serving_the_old_one(
     text, card = trained
     service.registry.publish(text, card)
     assert service.reload("test-model").served is not None
-    other = FeatureSet("trawl-search", 2, SEARCH_FEATURES.features)
-    bad = train_model(training_set(other), rounds=3, folds=0, params={"min_data_in_leaf": 5}, model_id="v2-model")
+    newer = SEARCH_FEATURES.version + 1
+    other = FeatureSet("trawl-search", newer, SEARCH_FEATURES.features)
+    bad = train_model(training_set(other), rounds=3, folds=0, params={"min_data_in_leaf": 5}, model_id="next-model")
     service.registry.publish(bad.model_text, bad.card)
-    with pytest.raises(ModelRefused, match="trained on feature set trawl-search@2"):
-        service.reload("v2-model")
+    with pytest.raises(ModelRefused, match=f"trained on feature set trawl-search@{newer}"):
+        service.reload("next-model")
     assert service.state().model is not None and service.state().model.model_id == "test-model"  # type: ignore[union-attr]
     assert service.metrics.snapshot()["refused"] == 1
     service.close()
