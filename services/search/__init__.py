@@ -3,8 +3,9 @@ re-ranking; and the suggest and similar-items services.
 
 Where things are:
     types.py       the typed objects passed between stages (SearchQuery, Candidate, FusedCandidate, ...)
-    protocols.py   the roles: Retriever, Fuser, Scorer, Reranker
+    protocols.py   the roles: Retriever, CandidateSource, Fuser, Scorer, Reranker
     retrievers.py  KeywordRetriever, VectorRetriever, CandidateGenerator (runs the legs side by side)
+    feedback.py    FeedbackGenerator: pseudo-relevance feedback, a second pass of both legs (off by default)
     fusion.py      RRF, min-max and z-score fusion with weights
     scoring.py     the scoring slot (PassthroughScorer until a model fills it)
     reranking.py   the re-ranking slot (NoopReranker until rules fill it)
