@@ -39,6 +39,10 @@ class SuggestSettings(BaseModel):
     vector_embed_idle_ms: float = Field(50.0, ge=0)
     # The fuzzy leg runs when the last word has at least this many characters.
     fuzzy_min_chars: int = Field(4, ge=1)
+    # True: the fuzzy leg runs only when the prefix leg found fewer hits than the answer's size, i.e. when a
+    # typo in the word being typed is the likely reason (at 100k items it was most of suggest's cost over the
+    # prefix query). False: it always runs, beside the prefix leg.
+    fuzzy_fallback: bool = True
     # Popularity prior: final = fused / best fused + weight * log1p(popularity) / log1p(max popularity).
     popularity_weight: float = Field(0.15, ge=0)
     max_completion_words: int = Field(10, ge=1)

@@ -3,7 +3,9 @@
 Three legs run side by side, with the filter `available = true` (and the caller's) inside each:
   prefix  the engine's prefix query on the text as typed (typo tolerant on completed words, prefix on
           the last)
-  fuzzy   the same with the last word taken as complete, so a typo in it is forgiven ("godfater" → Godfather)
+  fuzzy   the same with the last word taken as complete, so a typo in it is forgiven ("godfater" → Godfather);
+          by default only after the prefix leg found fewer hits than the answer holds (a second text query on
+          every keystroke cost more than the prefix query itself)
   vector  k-NN on the query vector, skipped for 1–2 characters, weak hits dropped. The model never runs on
           a keystroke's path: the leg runs when the cache already holds the vector of the text, or of an
           earlier keystroke of the word being typed; on a miss the text is embedded in the background
@@ -151,6 +153,12 @@ def vector_keys(query: str, min_chars: int) -> list[str]:
     return list(dict.fromkeys(t for t in keys if len(t) >= min_chars))
 
 
+def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
+    start = time.perf_counter()
+    hits = leg()
+    return hits, LegReport(name, len(hits), round((time.perf_counter() - start) * 1000, 3))
+
+
 def only_visible(flt: Filter | None) -> Filter:
     """The caller's filter and `available = true`: unavailable items are never suggested."""
     available = Term("available", True)
@@ -178,18 +186,27 @@ class Suggester:
 
     def _legs(
         self, typed: str, prefix: str | None, k: int, flt: Filter
-    ) -> tuple[list[tuple[str, Leg]], list[LegReport]]:
-        """The legs to run, and reports of the legs left out (the vector leg, when no vector is held yet)."""
+    ) -> tuple[list[tuple[str, Leg]], Leg | None, list[LegReport]]:
+        """The legs to run side by side, the fuzzy leg when it waits for the prefix leg's count (else it is
+        among the first), and reports of the legs left out (the vector leg, when no vector is held yet)."""
         s = self._settings
         legs: list[tuple[str, Leg]] = [
             (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt)),
         ]
+        fuzzy: Leg | None = None
         if prefix is not None and len(prefix) >= s.fuzzy_min_chars:
-            legs.append((FUZZY, lambda: self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt)))
+
+            def fuzzy_leg() -> list[Hit]:
+                return self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt)
+
+            fuzzy = fuzzy_leg
+            if not s.fuzzy_fallback:
+                legs.append((FUZZY, fuzzy))
+                fuzzy = None
         query = typed.strip()
         embedder = self._embedder
         if embedder is None or len(query) < s.vector_min_chars:
-            return legs, []
+            return legs, fuzzy, []
 
         def search(vec: Vector) -> list[Hit]:
             hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
@@ -198,17 +215,17 @@ class Suggester:
         if not isinstance(embedder, CachingEmbedder):
             # No cache to consult (a tool or a test with a bare model): embed on the request path.
             legs.append((VECTOR, lambda: search(embedder.embed([query])[0])))
-            return legs, []
+            return legs, fuzzy, []
         held = next(
             ((t, v) for t in vector_keys(query, s.vector_min_chars) if (v := embedder.cached(t)) is not None), None
         )
         if held is None or held[0] != query:
             embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
         if held is None:
-            return legs, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
+            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
         vec = held[1]
         legs.append((VECTOR, lambda: search(vec)))
-        return legs, []
+        return legs, fuzzy, []
 
     def run(
         self,
@@ -228,9 +245,16 @@ class Suggester:
             raise ValidationError("q", "must not be empty")
         completed, prefix = suggest_parts(typed, self._max_terms)
         k = max(self._settings.depth, size)
-        legs, left_out = self._legs(typed, prefix, k, only_visible(filter))
+        legs, fuzzy, left_out = self._legs(typed, prefix, k, only_visible(filter))
 
         runs = self._run_legs(legs)
+        if fuzzy is not None:
+            found_by_prefix = len(runs[0][0])
+            if found_by_prefix < size:
+                legs.insert(1, (FUZZY, fuzzy))
+                runs.insert(1, _timed(FUZZY, fuzzy))
+            else:
+                left_out.append(LegReport(FUZZY, 0, 0.0, skipped=f"the prefix leg found {found_by_prefix}"))
 
         merged: dict[str, Candidate] = {}
         for (name, _), (hits, _) in zip(legs, runs, strict=True):
@@ -259,17 +283,11 @@ class Suggester:
 
     def _run_legs(self, legs: Sequence[tuple[str, Leg]]) -> list[tuple[list[Hit], LegReport]]:
         """Every leg side by side: the text legs to the end, the vector leg within its budget after them."""
-
-        def timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
-            start = time.perf_counter()
-            hits = leg()
-            return hits, LegReport(name, len(hits), round((time.perf_counter() - start) * 1000, 3))
-
         if self._executor is None or len(legs) == 1:
-            return [timed(name, fn) for name, fn in legs]
+            return [_timed(name, fn) for name, fn in legs]
         started = time.perf_counter()
-        futures = [self._executor.submit(timed, name, fn) for name, fn in legs[1:]]
-        out = [timed(*legs[0])]
+        futures = [self._executor.submit(_timed, name, fn) for name, fn in legs[1:]]
+        out = [_timed(*legs[0])]
         budget = self._settings.vector_budget_ms
         for (name, _), future in zip(legs[1:], futures, strict=True):
             if name != VECTOR or budget is None:

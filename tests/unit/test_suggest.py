@@ -156,6 +156,22 @@ def test_vector_leg_is_skipped_for_one_or_two_characters_and_fuzzy_for_short_wor
     assert [c[1] for c in engine.calls if c[0] == "prefix"] == ["alie", "alie "]
 
 
+def test_the_fuzzy_leg_runs_when_the_prefix_finds_too_little() -> None:
+    many = [it(f"s{n}", f"Star {n}") for n in range(6)]
+    engine = FakeEngine(prefix=many, fuzzy=[it("typo", "Stair")], vector=[])
+    s = Suggester(engine, "items", None, SuggestSettings())  # type: ignore[arg-type]
+    result = s.run("star", size=5)  # six prefix hits fill an answer of five: no typo to forgive
+    assert [c[1] for c in engine.calls] == ["star"] and "typo" not in [i.id for i in result.items]
+    assert next(leg for leg in result.legs if leg.name == "fuzzy").skipped
+    engine.calls.clear()
+    assert "typo" in [i.id for i in s.run("star", size=10).items]  # six do not fill ten
+    assert [c[1] for c in engine.calls] == ["star", "star "]
+    engine.calls.clear()
+    always = Suggester(engine, "items", None, SuggestSettings(fuzzy_fallback=False))  # type: ignore[arg-type]
+    always.run("star", size=5)
+    assert sorted(c[1] for c in engine.calls) == ["star", "star "]  # beside the prefix leg, whatever it finds
+
+
 def test_the_callers_filter_is_kept_with_availability() -> None:
     flt = Term("brand", "Acme")
     assert only_visible(flt) == And((Term("available", True), flt))
