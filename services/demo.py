@@ -64,6 +64,8 @@ class Demo:
 
     def run(self) -> None:
         started = time.monotonic()
+        # `kill`, `docker stop` and service managers send SIGTERM: stop like Ctrl-C, so the worker goes too.
+        signal.signal(signal.SIGTERM, _interrupt)
         if self.options.stack:
             console.print("[bold]starting OpenSearch and Redis[/bold] (infra/services-up.sh)")
             subprocess.run(["bash", str(INFRA / "services-up.sh")], check=True)
@@ -365,3 +367,7 @@ def _overrides(env: dict[str, str]) -> dict[str, Any]:
     if "TRAWL_BROKER_URL" in env:
         out["broker_url"] = env["TRAWL_BROKER_URL"]
     return out
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
