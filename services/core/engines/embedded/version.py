@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import threading
 from collections.abc import Iterator
@@ -55,6 +56,11 @@ class VersionIndex:
                 if ids:
                     vectors.add(np.array(ids, dtype=np.int64), np.stack(vecs))
         self.columns, self.row_of, self.vectors, self.applied_seq = columns, row_of, vectors, seq
+        # This state lives as long as the version. Left to the cyclic GC, every full collection walks its
+        # hundreds of thousands of containers: 150–260 ms pauses at 100k items, i.e. the API's p99. Frozen
+        # objects are never scanned (nor freed by the cycle collector; plain reference counting still frees them).
+        gc.collect()
+        gc.freeze()
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
