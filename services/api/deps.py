@@ -1,4 +1,8 @@
-"""Dependencies, declared once as `Annotated` aliases; everything here was built at startup (see app.py)."""
+"""Dependencies, declared once as `Annotated` aliases; everything here was built at startup (see app.py).
+
+The ones that only read `app.state` are `async`: FastAPI runs a sync dependency on the thread pool, and a hop
+there and back costs about as much as a keystroke's prefix query on a busy 2-core machine.
+"""
 
 from __future__ import annotations
 
@@ -18,21 +22,22 @@ from services.search.similar import SimilarItems
 from services.search.suggest import Suggester
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return cast(ApiSettings, request.app.state.settings)
 
 
-def get_engine(request: Request) -> SearchEngine:
+async def get_engine(request: Request) -> SearchEngine:
     return cast(SearchEngine, request.app.state.engine)
 
 
-def get_embedder(request: Request) -> Embedder | None:
+async def get_embedder(request: Request) -> Embedder | None:
     """The query embedder (with its LRU cache of query vectors); None when the model was not loaded."""
     return cast(Embedder | None, request.app.state.embedder)
 
 
 def get_search(request: Request) -> SearchServices:
-    # The services pinned to the live version and its model; they change when the alias moves.
+    # The services pinned to the live version and its model; they change when the alias moves. Sync: now and
+    # then it asks the engine where the alias points (an HTTP call on OpenSearch), which must not block the loop.
     return cast(SearchServices, request.app.state.live_search.current())
 
 
@@ -42,15 +47,15 @@ EmbedderDep = Annotated[Embedder | None, Depends(get_embedder)]
 SearchServicesDep = Annotated[SearchServices, Depends(get_search)]
 
 
-def get_pipeline(search: SearchServicesDep) -> SearchPipeline:
+async def get_pipeline(search: SearchServicesDep) -> SearchPipeline:
     return search.pipeline
 
 
-def get_suggester(search: SearchServicesDep) -> Suggester:
+async def get_suggester(search: SearchServicesDep) -> Suggester:
     return search.suggester
 
 
-def get_similar(search: SearchServicesDep) -> SimilarItems:
+async def get_similar(search: SearchServicesDep) -> SimilarItems:
     return search.similar
 
 
@@ -59,11 +64,11 @@ SuggesterDep = Annotated[Suggester, Depends(get_suggester)]
 SimilarItemsDep = Annotated[SimilarItems, Depends(get_similar)]
 
 
-def get_ranking(request: Request) -> RankingService:
+async def get_ranking(request: Request) -> RankingService:
     return cast(RankingService, request.app.state.ranking)
 
 
-def get_rules(request: Request) -> RuleService:
+async def get_rules(request: Request) -> RuleService:
     return cast(RuleService, request.app.state.rules)
 
 
@@ -74,7 +79,7 @@ RulesDep = Annotated[RuleService, Depends(get_rules)]
 def require_admin(request: Request, x_admin_key: Annotated[str | None, Header()] = None) -> None:
     """Admin scope: the `X-Admin-Key` header must equal the configured key. With no key configured, admin
     endpoints answer only on a loopback address (the zero-setup default on one machine)."""
-    settings = get_settings(request)
+    settings = cast(ApiSettings, request.app.state.settings)
     expected = settings.admin_key.get_secret_value() if settings.admin_key else None
     if expected is None:
         client = request.client.host if request.client else ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import functools
 import gc
 import json
 import threading
@@ -20,6 +22,13 @@ from services.core.engines.embedded.text import TextIndex
 from services.core.engines.embedded.vectors import VectorIndex
 from services.core.filters import Filter
 from services.core.settings import EmbeddedSettings
+
+
+@functools.cache
+def _unfreeze_at_exit() -> None:
+    # Native extensions (torch's triton bindings) check at exit that their objects were freed; frozen ones
+    # would be reported as leaks. Handing them back to the collector before shutdown keeps exit quiet.
+    atexit.register(gc.unfreeze)
 
 
 class VersionIndex:
@@ -61,6 +70,7 @@ class VersionIndex:
         # objects are never scanned (nor freed by the cycle collector; plain reference counting still frees them).
         gc.collect()
         gc.freeze()
+        _unfreeze_at_exit()
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
