@@ -156,43 +156,55 @@ def filter_fields(flt: Filter | None) -> set[str]:
     raise TypeError(flt)
 
 
-def _values(item: Item, field: str) -> list[Any]:
+def field_values(item: Item, field: str) -> list[Any]:
+    """An item's values of a filterable field, as a list (empty when it has none)."""
     if field.startswith("attributes."):
         raw = item.attributes.get(field.removeprefix("attributes."))
     else:
-        raw = getattr(item, field)
+        raw = getattr(item, field, None)
     if raw is None:
         return []
     return list(raw) if isinstance(raw, list) else [raw]
 
 
-def _comparable(value: Any) -> Any:
-    return value.timestamp() if isinstance(value, datetime) else value
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return bool(a == b)
 
 
-def matches(flt: Filter, item: Item) -> bool:
-    """Whether an item passes a filter, with the engines' meaning: a term matches any value of a list field,
-    a range reads a field's (first) value, a missing field matches no term or range and fails `exists`.
-    For stages that hold items already (recommendation candidates); retrieval filters inside the engine."""
+def _in_range(value: Any, r: Range) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | datetime):
+        return False
+    v: Any = float(value) if isinstance(value, int | float) else value
+    try:
+        return (
+            (r.gte is None or v >= r.gte)
+            and (r.gt is None or v > r.gt)
+            and (r.lte is None or v <= r.lte)
+            and (r.lt is None or v < r.lt)
+        )
+    except TypeError:  # a date bound against a number, or the reverse
+        return False
+
+
+def matches(flt: Filter | None, item: Item) -> bool:
+    """Whether an item passes a filter, with the engines' semantics: a list field matches if any value does; a
+    missing field matches no term or range and fails `exists`. The one in-memory evaluator, for stages that hold
+    items already (rules' targets, recommendation candidates); retrieval filters inside the engine."""
     match flt:
-        case Term(field, value):
-            return _comparable(value) in {_comparable(v) for v in _values(item, field)}
-        case Terms(field, values):
-            have = {_comparable(v) for v in _values(item, field)}
-            return any(_comparable(v) in have for v in values)
-        case Exists(field):
-            return bool(_values(item, field))
-        case Range(field, gte, gt, lte, lt):
-            found = _values(item, field)
-            if not found or isinstance(found[0], bool | str):
-                return False
-            x = _comparable(found[0])
-            return (
-                (gte is None or x >= _comparable(gte))
-                and (gt is None or x > _comparable(gt))
-                and (lte is None or x <= _comparable(lte))
-                and (lt is None or x < _comparable(lt))
-            )
+        case None:
+            return True
+        case Term(f, value):
+            return any(_equal(v, value) for v in field_values(item, f))
+        case Terms(f, values):
+            return any(_equal(v, w) for v in field_values(item, f) for w in values)
+        case Range():
+            return any(_in_range(v, flt) for v in field_values(item, flt.field))
+        case Exists(f):
+            return bool(field_values(item, f))
         case And(parts):
             return all(matches(p, item) for p in parts)
         case Or(parts):

@@ -6,68 +6,10 @@ This reads `services.core.filters` objects and `Item` fields only: no engine is 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from services.core.domain import Item
-from services.core.filters import And, Exists, Filter, Not, Or, Range, Term, Terms
+from services.core.filters import And, Filter, field_values, matches
 from services.search.types import normalise_text
 
-
-def field_values(item: Item, field: str) -> list[Any]:
-    """An item's values of a filterable field, as a list (empty when it has none)."""
-    if field.startswith("attributes."):
-        raw = item.attributes.get(field.removeprefix("attributes."))
-    else:
-        raw = getattr(item, field, None)
-    if raw is None:
-        return []
-    return list(raw) if isinstance(raw, list) else [raw]
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b if isinstance(a, bool) and isinstance(b, bool) else False
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b)
-    return bool(a == b)
-
-
-def _in_range(value: Any, r: Range) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float | datetime):
-        return False
-    v: Any = float(value) if isinstance(value, int | float) else value
-    try:
-        return (
-            (r.gte is None or v >= r.gte)
-            and (r.gt is None or v > r.gt)
-            and (r.lte is None or v <= r.lte)
-            and (r.lt is None or v < r.lt)
-        )
-    except TypeError:  # a date bound against a number, or the reverse
-        return False
-
-
-def matches(flt: Filter | None, item: Item) -> bool:
-    """Whether an item passes a filter, with the engines' semantics (a list field matches if any value does)."""
-    match flt:
-        case None:
-            return True
-        case Term(f, value):
-            return any(_equal(v, value) for v in field_values(item, f))
-        case Terms(f, values):
-            return any(_equal(v, w) for v in field_values(item, f) for w in values)
-        case Range():
-            return any(_in_range(v, flt) for v in field_values(item, flt.field))
-        case Exists(f):
-            return bool(field_values(item, f))
-        case And(parts):
-            return all(matches(p, item) for p in parts)
-        case Or(parts):
-            return any(matches(p, item) for p in parts)
-        case Not(inner):
-            return not matches(inner, item)
-    raise TypeError(flt)
+__all__ = ["field_values", "filter_includes", "matches", "query_matches"]  # the evaluator lives in core.filters
 
 
 def _conjuncts(flt: Filter) -> list[Filter]:

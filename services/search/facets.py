@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from services.core.domain import CatalogSchema, FieldKind, Item
 from services.core.errors import ValidationError
+from services.core.filters import field_values
 from services.search.types import FacetValue
 
 DEFAULT_FACETS = ("categories", "brand", "tags")
@@ -23,14 +24,7 @@ def facet_fields(schema: CatalogSchema) -> tuple[str, ...]:
 
 
 def _values(item: Item, field: str) -> list[str]:
-    if field.startswith("attributes."):
-        raw = item.attributes.get(field.removeprefix("attributes."))
-    else:
-        raw = getattr(item, field)
-    if raw is None:
-        return []
-    values = raw if isinstance(raw, list) else [raw]
-    return list(dict.fromkeys(str(v) for v in values))  # an item counts once per value
+    return list(dict.fromkeys(str(v) for v in field_values(item, field)))  # an item counts once per value
 
 
 class FacetCounter:

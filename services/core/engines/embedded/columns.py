@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from services.core import filters
 from services.core.domain import FieldKind, Item
 from services.core.filters import And, Exists, Filter, Not, Or, Range, Term, Terms
 
@@ -29,13 +30,8 @@ def _scalar(value: Any) -> Any:
 
 
 def field_values(item: Item, field: str) -> list[Any]:
-    if field.startswith("attributes."):
-        raw = item.attributes.get(field.removeprefix("attributes."))
-    else:
-        raw = getattr(item, field)
-    if raw is None:
-        return []
-    return [_scalar(v) for v in (raw if isinstance(raw, list) else [raw])]
+    """The item's values of a field as the columns store them (dates as timestamps, booleans as numbers)."""
+    return [_scalar(v) for v in filters.field_values(item, field)]
 
 
 class FilterColumns:
