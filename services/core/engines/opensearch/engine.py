@@ -125,6 +125,9 @@ class OpenSearchEngine:
             "cloned_from": source,
         }
         name = version_index_name(alias, number)
+        if self._retry(lambda: self._client.indices.exists(index=name)):
+            # Left by an attempt that died mid-clone (its `_meta` still the source's): the job's resume redoes it.
+            self._retry(lambda: self._client.indices.delete(index=name))
         blocked = {"index": {"blocks": {"write": True}}}
         self._retry(lambda: self._client.indices.put_settings(index=src, body=blocked))
         try:
