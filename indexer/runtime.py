@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -117,10 +118,22 @@ class IndexerRuntime:
         return RecsRefreshJob(self.interactions, self.recs_artefacts, self.settings.recs, engine=engine, alias=alias)
 
     def refresh_recs(self, *, only_if_changed: bool, train_ranker: bool = True) -> RecsRefreshReport:
-        """The periodic refresh (the Celery task, the CLI): rebuild the artefacts and publish them."""
+        """The periodic refresh (the Celery task, the CLI): rebuild the artefacts and publish them.
+
+        Every worker runs beat, so ticks can overlap; one refresh at a time per artefacts folder (which API and
+        workers share), the others skip rather than do the same work twice."""
         started = time.monotonic()
-        job = self.recs_refresh_job()
-        built = job.run_if_changed(train_ranker=train_ranker) if only_if_changed else job.run(train_ranker=train_ranker)
+        folder = self.settings.recs.artefacts_path(self.settings.data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "refresh.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("a recommendations refresh is already running; this tick skips")
+                return RecsRefreshReport(published=False, version=self.recs_artefacts.current())
+            job = self.recs_refresh_job()
+            run = job.run_if_changed if only_if_changed else job.run
+            built = run(train_ranker=train_ranker)
         if built is None:
             return RecsRefreshReport(published=False, version=self.recs_artefacts.current())
         report = RecsRefreshReport(

@@ -3,6 +3,7 @@ policy, and `trawl recs refresh`. (tests/integration/test_recs_refresh.py runs i
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 import indexer.tasks
 from indexer.celery_app import RECS_REFRESH, create_celery
+from indexer.runtime import IndexerRuntime
 from indexer.settings import IndexerSettings, QueueSettings
 from indexer.tasks import register_tasks
 from services.cli import app as cli
@@ -127,3 +129,22 @@ def test_published_artefacts_record_the_count_they_were_built_from(
     artefacts = ArtefactStore(tmp_path / "recs")
     RecsRefreshJob(store, artefacts, FAST).run(train_ranker=False, since=at(0) + timedelta(days=1))
     assert STORE_COUNT not in (artefacts.load_info() or {})  # a partial rebuild says nothing about the store
+
+
+def test_overlapping_ticks_run_one_refresh_and_the_others_skip(tmp_path: Path) -> None:
+    settings = IndexerSettings(data_dir=tmp_path / "var", recs=FAST)
+    recorded = SQLiteInteractionStore(settings.recs.interactions_path(settings.data_dir))
+    recorded.record(varied())
+    recorded.close()
+    runtime = IndexerRuntime(settings)
+    folder = settings.recs.artefacts_path(settings.data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(folder / "refresh.lock", "w") as held:  # another worker's refresh, running
+            fcntl.flock(held, fcntl.LOCK_EX)
+            skipped = runtime.refresh_recs(only_if_changed=False, train_ranker=False)
+        assert not skipped.published and ArtefactStore(folder).current() is None
+        ran = runtime.refresh_recs(only_if_changed=False, train_ranker=False)
+        assert ran.published and ArtefactStore(folder).current() is not None
+    finally:
+        runtime.close()
