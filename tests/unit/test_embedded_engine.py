@@ -67,9 +67,9 @@ def test_a_torn_alias_write_leaves_the_old_alias(tmp_path: Path) -> None:
     assert engine.live_version("items").version == 1  # type: ignore[union-attr]
 
 
-def _write_in_another_process(root: str) -> None:
+def _write_in_another_process(root: str, start: int) -> None:
     engine = _engine(Path(root))
-    engine.upsert("items", [doc(i, f"Written elsewhere {i}") for i in range(100, 110)])
+    engine.upsert("items", [doc(i, f"Written elsewhere {i}") for i in range(start, start + 10)])
     engine.close()
 
 
@@ -77,13 +77,33 @@ def test_another_process_sees_new_writes(tmp_path: Path) -> None:
     reader = _fresh(tmp_path)
     reader.upsert("items", [doc(1, "Local film")])
     assert reader.count("items") == 1
-    proc = multiprocessing.get_context("spawn").Process(target=_write_in_another_process, args=(str(tmp_path),))
-    proc.start()
-    proc.join(60)
-    assert proc.exitcode == 0
-    assert reader.count("items") == 11
-    assert len(reader.keyword_search("items", "elsewhere", k=20)) == 10
-    assert reader.vector_search("items", vec(105), k=1)[0].id == "item-105"
+    # The reader's text searcher is kept between queries; each round must still see the other process's writes.
+    for n, start in enumerate((100, 200), start=1):
+        assert len(reader.keyword_search("items", "elsewhere", k=50)) == 10 * (n - 1)
+        assert len(reader.prefix_suggest("items", "writ", k=50)) == 10 * (n - 1)
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_write_in_another_process, args=(str(tmp_path), start)
+        )
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+        assert reader.count("items") == 1 + 10 * n
+        assert len(reader.keyword_search("items", "elsewhere", k=50)) == 10 * n
+        assert len(reader.prefix_suggest("items", "writ", k=50)) == 10 * n
+        assert reader.vector_search("items", vec(start + 5), k=1)[0].id == f"item-{start + 5}"
+
+
+def test_a_searcher_is_not_trusted_while_the_text_index_trails_the_store(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(1, "First film")])
+    assert [h.id for h in engine.keyword_search("items", "film", k=5)] == ["item-1"]
+    index = engine._version("items", None)
+    # A writer between its store commit and its text commit: the reader reloads, finds the text behind...
+    index.store.write([("item-2", doc(2, "Second film").item.model_dump_json(), "h", vec(2))], [])
+    assert [h.id for h in engine.keyword_search("items", "film", k=5)] == ["item-1"]
+    # ... and so reloads again on the next query, which finds the text commit once it has happened.
+    index.text.catch_up(index.store)
+    assert sorted(h.id for h in engine.keyword_search("items", "film", k=5)) == ["item-1", "item-2"]
 
 
 def test_readers_keep_working_while_a_writer_writes(tmp_path: Path) -> None:

@@ -259,7 +259,9 @@ class EmbeddedEngine:
         if not words:
             return []
         index = self._version(alias, version)
-        found = index.text.search(index.text.keyword_query(words, chosen), k, index.text_mask(filter), index.is_live)
+        found = index.text.search(
+            index.text.keyword_query(words, chosen), k, index.text_mask(filter), index.is_live, index.applied_seq
+        )
         return self._hits(index, found)
 
     def vector_search(
@@ -281,7 +283,7 @@ class EmbeddedEngine:
             return []
         index = self._version(alias, version)
         found = index.text.search(
-            index.text.suggest_query(completed, prefix), k, index.text_mask(filter), index.is_live
+            index.text.suggest_query(completed, prefix), k, index.text_mask(filter), index.is_live, index.applied_seq
         )
         return self._hits(index, found)
 
