@@ -7,19 +7,24 @@ there and back costs about as much as a keystroke's prefix query on a busy 2-cor
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, cast
+from collections.abc import Callable
+from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder
 from services.core.engines.base import SearchEngine
 from services.ranking.service import RankingService
 from services.rules.service import RuleService
+from services.search.live import LiveSearch
 from services.search.pipeline import SearchPipeline
 from services.search.service import SearchServices
 from services.search.similar import SimilarItems
 from services.search.suggest import Suggester
+
+T = TypeVar("T")
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -35,10 +40,21 @@ async def get_embedder(request: Request) -> Embedder | None:
     return cast(Embedder | None, request.app.state.embedder)
 
 
-def get_search(request: Request) -> SearchServices:
-    # The services pinned to the live version and its model; they change when the alias moves. Sync: now and
-    # then it asks the engine where the alias points (an HTTP call on OpenSearch), which must not block the loop.
-    return cast(SearchServices, request.app.state.live_search.current())
+async def get_search(request: Request) -> SearchServices:
+    # The services pinned to the live version and its model; they change when the alias moves. Once a second
+    # it asks the engine where the alias points (an HTTP call on OpenSearch): that goes to the thread pool.
+    live = cast(LiveSearch, request.app.state.live_search)
+    held = live.fresh()
+    return held if held is not None else await run_in_threadpool(live.current)
+
+
+async def run_read(request: Request, work: Callable[[], T]) -> T:
+    """Run a short read (suggest, similar) for a handler. On the in-process engine it runs right here on the
+    event loop: the hop to the thread pool and back cost as much as the read (a millisecond or two), and the
+    work holds the GIL either way. Reads that wait on a network (OpenSearch) go to the thread pool."""
+    if cast(ApiSettings, request.app.state.settings).engine == "embedded":
+        return work()
+    return await run_in_threadpool(work)
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

@@ -45,6 +45,8 @@ class EmbeddedSettings(BaseModel):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 64
+    # OpenMP threads for one query's graph walk (bulk adds keep Faiss's default of one per core).
+    search_threads: int = Field(1, ge=1)
     # Below this many allowed items an exact scan beats a filtered graph walk and always finds k.
     exact_search_below: int = 4096
     # Rebuild the vector graph when this share of its entries are superseded or deleted.

@@ -37,6 +37,14 @@ class LiveSearch:
         self._checked = 0.0
         self._retired: list[SearchServices] = []
 
+    def fresh(self) -> SearchServices | None:
+        """The current services if the alias was checked within `refresh_s`, else None (call `current`, which
+        may ask the engine). Never blocks: the API answers most requests from here without a thread hop."""
+        held = self._current
+        if held is not None and time.monotonic() - self._checked < self._refresh_s:
+            return held[1]
+        return None
+
     def current(self) -> SearchServices:
         now = time.monotonic()
         if self._current is not None and now - self._checked < self._refresh_s:

@@ -269,11 +269,15 @@ class Suggester:
         found: list[Completion] = []
         seen_texts: set[str] = set()
         for cand, score in ranked:
+            if len(items) >= size and len(found) >= completions:
+                break
             key = (" ".join(_WORD.findall(cand.item.title.casefold())), (cand.item.brand or "").casefold())
             if len(items) < size and key not in seen_titles:
                 seen_titles.add(key)
                 items.append(SuggestedItem(cand.id, cand.item, score, cand.sources))
-            if len(found) < completions:
+            # Completions come from titles a text leg found. One only the vector leg found seldom holds the
+            # typed words in order (a text leg would have ranked it), and looking costs a fuzzy scan of its words.
+            if len(found) < completions and cand.ranks.keys() - {VECTOR}:
                 done = completion_for(cand.item.title, completed, prefix, self._settings.max_completion_words)
                 if done and done not in seen_texts:
                     seen_texts.add(done)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
-from services.api.deps import SettingsDep, SimilarItemsDep
+from services.api.deps import SettingsDep, SimilarItemsDep, run_read
 from services.api.schemas.common import ERROR_RESPONSES, ErrorResponse, filter_from_json_text
 from services.api.schemas.items import SimilarParams, SimilarResponse
 
@@ -18,7 +18,8 @@ router = APIRouter(tags=["items"], responses=ERROR_RESPONSES)
     summary="Items similar to an item",
     responses={404: {"model": ErrorResponse, "description": "No item has this id."}},
 )
-def similar(
+async def similar(
+    request: Request,
     item_id: Annotated[str, Path(description="The item's id (may contain '/').")],
     params: Annotated[SimilarParams, Query()],
     similar: SimilarItemsDep,
@@ -26,4 +27,5 @@ def similar(
 ) -> SimilarResponse:
     """Nearest neighbours of the item's stored vector; the item itself is never among them."""
     flt = filter_from_json_text(params.filter, settings.catalog)
-    return SimilarResponse.from_result(similar.run(item_id, size=params.size, filter=flt))
+    found = await run_read(request, lambda: similar.run(item_id, size=params.size, filter=flt))
+    return SimilarResponse.from_result(found)
