@@ -7,8 +7,10 @@ how it did (cross-validated metrics) and how it was trained (the parameters).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,10 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core.errors import TrawlError
+from services.ranking.compiled import Predict, checked, compile_trees
 from services.ranking.features import FeatureSet
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(TrawlError):
@@ -56,11 +61,39 @@ class ModelCard(BaseModel):
 
 
 class RankingModel:
-    """A loaded booster with its card. `predict` is thread-safe (LightGBM's is) and uses one thread."""
+    """A loaded booster with its card. `predict` is thread-safe (LightGBM's is, and so is the compiled code)
+    and uses one thread. `compile` swaps LightGBM's predict for the trees as native code (`compiled.py`)."""
 
     def __init__(self, booster: Any, card: ModelCard) -> None:
         self._booster = booster
         self.card = card
+        self._compiled: Predict | None = None
+
+    @property
+    def runtime(self) -> str:
+        """What scores the rows: "compiled" (native code) or "lightgbm"."""
+        return "compiled" if self._compiled is not None else "lightgbm"
+
+    def compile(self, cache_dir: Path) -> str | None:
+        """Serve the trees as native code when that reproduces LightGBM's scores; None on success, else why
+        LightGBM's predict stays (logged: the model serves either way)."""
+        why: str | None
+        try:
+            compiled = compile_trees(self._booster.model_to_string(), cache_dir)
+        except ImportError as exc:
+            why = f"lleaves is not installed ({exc})"
+        except Exception as exc:  # the compiler's own errors, a cache folder that cannot be written
+            why = f"compiling failed: {exc!r}"
+        else:
+            why = checked(compiled, self._lightgbm_predict, len(self.card.features))
+            if why is None:
+                self._compiled = compiled
+                return None
+        log.warning("model %s: scoring with LightGBM's predict, not compiled code: %s", self.model_id, why)
+        return why
+
+    def _lightgbm_predict(self, values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        return np.asarray(self._booster.predict(values, num_threads=1), dtype=np.float64)
 
     @classmethod
     def from_text(cls, model_text: str, card: ModelCard) -> RankingModel:
@@ -99,8 +132,7 @@ class RankingModel:
     def predict(self, values: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         if values.shape[0] == 0:
             return np.zeros(0)
-        scores = self._booster.predict(values, num_threads=1)
-        out: npt.NDArray[np.float64] = np.asarray(scores, dtype=np.float64)
+        out = (self._compiled or self._lightgbm_predict)(values)
         if out.shape != (values.shape[0],) or not np.all(np.isfinite(out)):
             raise ModelError(f"model {self.model_id} returned {out.shape} scores (some not finite?)")
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.core.settings import CoreSettings
 from services.ranking.feature_log import FeatureLogger, build_sink
@@ -31,10 +32,12 @@ class RankingService:
         registry: ModelRegistry,
         scorer: LambdaRankScorer,
         feature_log: FeatureLogger | None,
+        compile_dir: Path | None = None,
     ) -> None:
         self.registry = registry
         self.scorer = scorer
         self.feature_log = feature_log
+        self._compile_dir = compile_dir
         self._reload_lock = threading.Lock()
 
     @property
@@ -56,6 +59,8 @@ class RankingService:
         model = self.registry.resolve(name)
         if model is not None:
             self.check(model)
+            if self._compile_dir is not None:
+                model.compile(self._compile_dir)  # before it serves: a reload never waits on a compiler
         return model
 
     def reload(self, name: str) -> ReloadResult:
@@ -109,7 +114,8 @@ def build_ranking_service(core: CoreSettings, settings: RankingSettings) -> Rank
         feature_log=feature_log,
         log_depth=settings.feature_log.depth,
     )
-    service = RankingService(registry, scorer, feature_log)
+    compile_dir = core.data_dir / "compiled-models" if settings.compile_models else None
+    service = RankingService(registry, scorer, feature_log, compile_dir)
     try:
         model = service.load(settings.model)
     except ModelError as exc:

@@ -40,6 +40,9 @@ class RankingSettings(BaseModel):
     # come back query after query, and analysing them is most of the feature cost.
     feature_cache_items: int = Field(10_000, ge=0)
     feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
+    # Serve a loaded model's trees as native code (lleaves), cached under `<data_dir>/compiled-models`: about
+    # ten times LightGBM's predict. A model is compiled only where that reproduces LightGBM's scores.
+    compile_models: bool = True
     # Every API process polls the registry's record of the last admin reload at this interval and follows it,
     # so a reload sent to one process reaches all of them; 0 turns following off.
     follow_every_s: float = Field(5.0, ge=0)

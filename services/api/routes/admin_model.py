@@ -22,6 +22,9 @@ router = APIRouter(prefix="/admin/model", tags=["admin"], dependencies=[AdminDep
 class ModelState(BaseModel):
     served: ModelCard | None = Field(description="The model scoring searches; null: the fused order is served.")
     fallback_reason: str | None = Field(description="Why no model is served (when none is).")
+    runtime: str | None = Field(
+        None, description="What scores with the served model: 'compiled' (native code) or 'lightgbm'."
+    )
     since: datetime
     feature_set: str
     features: list[str]
@@ -56,6 +59,7 @@ def model_state(ranking: RankingDep) -> ModelState:
     return ModelState(
         served=state.model.card if state.model else None,
         fallback_reason=None if state.model else state.why_none,
+        runtime=state.model.runtime if state.model else None,
         since=state.since,
         feature_set=fs.id,
         features=list(fs.names),
