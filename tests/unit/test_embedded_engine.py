@@ -189,3 +189,23 @@ def test_a_filter_that_passes_every_live_row_is_dropped_from_text_queries(tmp_pa
     assert mask is not None and int(mask.sum()) == 19
     found = engine.prefix_suggest("items", "odys", k=50, filter=available)
     assert len(found) == 19 and "item-5" not in {h.id for h in found}
+
+
+def test_kept_filter_masks_follow_every_write(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(i, "Cached mask film", available=True) for i in range(10)])
+    visible = Term("available", True)
+
+    def found() -> set[str]:
+        by_text = {h.id for h in engine.keyword_search("items", "film", k=20, filter=visible)}
+        by_vector = {h.id for h in engine.vector_search("items", vec(1), k=20, filter=visible)}
+        assert by_text == by_vector
+        return by_text
+
+    assert len(found()) == 10
+    engine.upsert("items", [doc(3, "Cached mask film", available=False)])  # the same filter, another answer
+    assert "item-3" not in found() and len(found()) == 9
+    engine.delete("items", ["item-4"])
+    assert found() == {f"item-{i}" for i in range(10)} - {"item-3", "item-4"}
+    engine.upsert("items", [doc(11, "Cached mask film", available=True)])
+    assert "item-11" in found()

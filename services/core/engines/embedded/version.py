@@ -23,6 +23,9 @@ from services.core.engines.embedded.vectors import VectorIndex
 from services.core.filters import Filter
 from services.core.settings import EmbeddedSettings
 
+# Filter masks kept per index state (cleared by every write): a request asks for a handful.
+_MASKS_KEPT = 16
+
 
 @functools.cache
 def _unfreeze_at_exit() -> None:
@@ -65,6 +68,7 @@ class VersionIndex:
                 if ids:
                     vectors.add(np.array(ids, dtype=np.int64), np.stack(vecs))
         self.columns, self.row_of, self.vectors, self.applied_seq = columns, row_of, vectors, seq
+        self._mask_cache: dict[Filter | None, tuple[Mask, bool]] = {}
         # This state lives as long as the version. Left to the cyclic GC, every full collection walks its
         # hundreds of thousands of containers: 150–260 ms pauses at 100k items, i.e. the API's p99. Frozen
         # objects are never scanned (nor freed by the cycle collector; plain reference counting still frees them).
@@ -110,9 +114,12 @@ class VersionIndex:
         if new_rows:
             self.vectors.add(np.array(new_rows, dtype=np.int64), np.stack(new_vecs))
         self.applied_seq = changes[-1].seq
+        self._mask_cache = {}
 
     def mask(self, flt: Filter | None) -> Mask:
-        return self.columns.mask(flt)
+        """The live rows the filter allows (read-only). The last few masks are kept until the next write:
+        a keystroke's legs and a search's legs ask for the same one, and each costs a pass over every row."""
+        return self._masks(flt)[0]
 
     def text_mask(self, flt: Filter | None) -> Mask | None:
         """The rows a text query may return, or None for every live row. A filter that passes every live row
@@ -120,10 +127,26 @@ class VersionIndex:
         otherwise carry it as a clause listing each row."""
         if flt is None:
             return None
-        with self._lock:  # the mask and the live count from the same state, not from either side of a sync
-            allowed = self.columns.mask(flt)
-            every = int(np.count_nonzero(allowed)) == len(self.row_of)
+        allowed, every = self._masks(flt)
         return None if every else allowed
+
+    def _masks(self, flt: Filter | None) -> tuple[Mask, bool]:
+        with self._lock:  # the mask and the live count from the same state, not from either side of a sync
+            try:
+                held = self._mask_cache.get(flt)
+                cacheable = True
+            except TypeError:  # a filter value that cannot be hashed: computed every time
+                held, cacheable = None, False
+            if held is not None:
+                return held
+            allowed = self.columns.mask(flt)
+            allowed.flags.writeable = False  # shared by every caller until the next write
+            every = int(np.count_nonzero(allowed)) == len(self.row_of)
+            if cacheable:
+                if len(self._mask_cache) >= _MASKS_KEPT:
+                    self._mask_cache.clear()
+                self._mask_cache[flt] = (allowed, every)
+            return allowed, every
 
     def is_live(self, row: int) -> bool:
         return row < self.columns.size and bool(self.columns.live[row])
