@@ -136,6 +136,7 @@ def evaluate_cranfield(
     cache_dir: Path | None = None,
     default_model_dir: Path | None = None,
     known_items: int = 150,
+    seeds: Sequence[int] = (1, 2, 3, 4, 5),
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
     """Run the whole comparison; returns the report (also what the JSON holds)."""
@@ -282,15 +283,21 @@ def evaluate_cranfield(
                 return ts, ts.extended(ts_ki, train_only=True)
 
             def cv_system(
-                name: str, training: TrainingSet, gen: MemoGenerator, tuned: bool, also: MemoGenerator | None = None
-            ) -> None:
+                name: str,
+                training: TrainingSet,
+                gen: MemoGenerator,
+                tuned: bool,
+                also: MemoGenerator | None = None,
+                seed: int | None = None,
+            ) -> SystemResult:
+                """Cross-validated by query; recorded among the systems unless a `seed` replaces the default."""
                 runs: dict[MemoGenerator, Run] = {gen: {}}
                 if also is not None:
                     runs[also] = {}
                 for k, held_out in enumerate(splits):
                     held = set(held_out)
                     train_keys = [q.key for q in training.queries if q.key not in held]
-                    fold_params, fold_rounds = merged, rounds
+                    fold_params, fold_rounds = (merged if seed is None else {**merged, "seed": seed}), rounds
                     if tuned:
                         progress(f"{name}: choosing parameters on the training folds of fold {k + 1}/{folds}")
                         chosen = select_params(training, train_keys, base=params)
@@ -303,15 +310,19 @@ def evaluate_cranfield(
                                 **{p: chosen.params[p] for p in ("num_leaves", "min_data_in_leaf", "lambda_l2")},
                             }
                         )
-                    progress(f"{name} fold {k + 1}/{folds}")
+                    progress(f"{name} fold {k + 1}/{folds}" + (f" (seed {seed})" if seed is not None else ""))
                     booster = fit(training, train_keys, fold_params, fold_rounds)
                     fold_model = _fold_model(booster, training, fold_params, fold_rounds, f"cranfield-fold{k + 1}")
                     scorer = LambdaRankScorer(ModelSlot(fold_model), extractor, window=window)
                     for g, run in runs.items():
                         run.update(run_system("ltr", RRFFuser(60), scorer, None, held_out, g))
-                systems.append(measure(name, runs[gen], qrels))
+                result = measure(name, runs[gen], qrels)
+                if seed is not None:
+                    return result
+                systems.append(result)
                 if also is not None:
                     systems.append(measure(f"{name}, served without PRF", runs[also], qrels))
+                return result
 
             ts_plain, ts_plain_all = training_sets(plain_generator, "", known=True)
             ts, ts_all = training_sets(feedback_generator, "+prf", known=True)
@@ -323,7 +334,21 @@ def evaluate_cranfield(
                 plain_generator,
                 False,
             )
-            cv_system(f"hybrid + PRF, RRF + LambdaRank ({folds}-fold CV)", ts, feedback_generator, False)
+            prf_ltr = f"hybrid + PRF, RRF + LambdaRank ({folds}-fold CV)"
+            cv_system(prf_ltr, ts, feedback_generator, False)
+            # LightGBM's seed (row and feature bagging) alone moves this row by about as much as one feature
+            # does: the same system with other seeds, so that a difference can be read against that spread.
+            spread = [cv_system(prf_ltr, ts, feedback_generator, False, seed=s) for s in seeds]
+            if spread:
+                systems.append(
+                    SystemResult(
+                        f"{prf_ltr}, mean of LightGBM seeds {seeds[0]}–{seeds[-1]}",
+                        float(np.mean([r.ndcg10 for r in spread])),
+                        float(np.mean([r.recall100 for r in spread])),
+                        float(np.mean([r.mrr10 for r in spread])),
+                        {},
+                    )
+                )
             cv_system(
                 f"hybrid + PRF, RRF + LambdaRank, parameters chosen on the training folds ({folds}-fold nested CV)",
                 ts,
@@ -399,6 +424,13 @@ def evaluate_cranfield(
             "prf_model_feature_importance_gain": prf_importance,
             "feedback": feedback.model_dump(),
             "nested_cv_choices": selections,
+            "seed_spread": {
+                "system": prf_ltr,
+                "seeds": list(seeds),
+                "ndcg@10": [round(r.ndcg10, 4) for r in spread],
+                "mean": round(float(np.mean([r.ndcg10 for r in spread])), 4) if spread else None,
+                "sd": round(float(np.std([r.ndcg10 for r in spread], ddof=1)), 4) if len(spread) > 1 else None,
+            },
             "feature_importance_gain": trained.card.feature_importance,
             "vs_best_plain_per_query": {"system": best_plain.name, "better": wins, "worse": losses},
         },
@@ -549,6 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "cache", help="document vectors cache")
     parser.add_argument("--write-default-model", type=Path, help="write the model trained on all queries here")
     parser.add_argument("--known-items", type=int, default=150, help="synthetic title queries (training only)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="LightGBM seeds 1..N for the spread of the PRF LambdaRank row (0: none)"
+    )
     mslr = sub.add_parser("mslr", help="the trainer on an MSLR-WEB10K sample (rankeval's test data)")
     mslr.add_argument("--train", type=Path, required=True)
     mslr.add_argument("--test", type=Path, required=True)
@@ -566,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_dir=args.cache,
         default_model_dir=args.write_default_model,
         known_items=args.known_items,
+        seeds=tuple(range(1, args.seeds + 1)),
         progress=lambda s: print(f"... {s}", file=sys.stderr, flush=True),
     )
     print(table(report))
@@ -576,6 +612,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{ltr['vs_best_plain_per_query']['better']} better, {ltr['vs_best_plain_per_query']['worse']} worse"
     )
     print(f"features carrying the shipped model (share of gain): {top}")
+    spread = ltr["seed_spread"]
+    if spread["mean"] is not None:
+        print(
+            f"{spread['system']}, LightGBM seeds {spread['seeds']}: {spread['ndcg@10']} "
+            f"(mean {spread['mean']:.4f}, sd {spread['sd'] if spread['sd'] is not None else '-'})"
+        )
     prf_top = ", ".join(f"{k} {v:.0%}" for k, v in list(ltr["prf_model_feature_importance_gain"].items())[:10])
     print(f"features carrying the hybrid + PRF model (share of gain): {prf_top}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
