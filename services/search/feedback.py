@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from typing import cast
 
 import numpy as np
 import snowballstemmer
@@ -196,7 +197,12 @@ class FeedbackGenerator:
         self._settings = settings
         self._executor = executor
         self._stats = stats or TermStats()
-        self.last: Feedback | None = None  # for a caller that wants the terms (tests, the evaluation)
+        self._last = threading.local()  # per thread: requests run side by side on one generator
+
+    @property
+    def last(self) -> Feedback | None:
+        """The feedback of this thread's last run (for a caller that wants the terms: tests, the evaluation)."""
+        return cast(Feedback | None, getattr(self._last, "value", None))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -246,7 +252,7 @@ class FeedbackGenerator:
                 seen = merged.get(c.id)
                 merged[c.id] = c if seen is None else seen.merged(c)
         terms = expanded[1] if expanded is not None else ()
-        self.last = Feedback(terms, s.vector_docs if moved is not None else 0)
+        self._last.value = Feedback(terms, s.vector_docs if moved is not None else 0)
         reports = [LegReport(f"{leg.name} (first pass)", leg.hits, leg.ms, leg.skipped) for leg in first.legs]
         reports.append(LegReport("feedback", len(terms), round(max(feedback_ms, 0.0), 3), None))
         reports += [

@@ -170,3 +170,16 @@ def test_the_feedback_stage_is_wired_from_settings_and_named_in_explain() -> Non
     finally:
         off.close()
         on.close()
+
+
+def test_each_thread_sees_the_feedback_of_its_own_last_run() -> None:
+    import threading
+
+    gen, _ = build()
+    gen.run(SearchQuery("boundary layer", None, depth=10))
+    mine = gen.last
+    seen: list[object] = []
+    other = threading.Thread(target=lambda: seen.append(gen.last))
+    other.start()
+    other.join()
+    assert mine is not None and seen == [None]  # another thread's request never reads this one's terms
