@@ -187,8 +187,8 @@ def evaluate_cranfield(
             keyword = KeywordRetriever(engine, core.index_alias, boosts=boosts)
             vector = VectorRetriever(engine, core.index_alias, CachingEmbedder(embedder))
             plain_generator = MemoGenerator(CandidateGenerator([keyword, vector]))
-            # The platform's feedback stage with its default settings (10 terms from the top 10, Rocchio on the
-            # top 5); its first pass is the plain generator's (remembered), fused by RRF as the service does.
+            # The platform's feedback stage with its default settings (20 weighted terms from the top 10, Rocchio
+            # on the top 5); its first pass is the plain generator's (remembered), fused by RRF as the service does.
             feedback = FeedbackSettings(enabled=True)
             feedback_generator = MemoGenerator(
                 FeedbackGenerator(
@@ -235,7 +235,12 @@ def evaluate_cranfield(
                     None,
                     plain_generator,
                 ),
-                ("BM25 + PRF (10 terms from the hybrid top 10)", RRFFuser(60), ("keyword",), feedback_generator),
+                (
+                    f"BM25 + PRF ({feedback.terms} weighted terms from the hybrid top {feedback.docs})",
+                    RRFFuser(60),
+                    ("keyword",),
+                    feedback_generator,
+                ),
                 ("vector + PRF (Rocchio, top 5)", RRFFuser(60), ("vector",), feedback_generator),
                 ("hybrid + PRF, RRF (k=60)", RRFFuser(60), None, feedback_generator),
                 ("hybrid + PRF, min-max (equal weights)", ScoreFuser("minmax"), None, feedback_generator),

@@ -54,13 +54,15 @@ class FeedbackSettings(BaseModel):
 
     enabled: bool = False
     # Expansion terms for the keyword leg, taken from the first pass's top `docs` fused candidates.
-    terms: int = Field(10, ge=0, le=50)
+    terms: int = Field(20, ge=0, le=50)
     docs: int = Field(10, ge=1, le=100)
     # Candidates whose text gives the document frequencies that weigh the expansion terms (their idf).
     pool: int = Field(100, ge=1, le=1000)
-    # Each query word is repeated this many times in the expanded keyword query: the query's own terms
-    # should outweigh any one feedback term.
-    query_repeat: int = Field(1, ge=1, le=5)
+    # RM3's interpolation: the expanded keyword query is query_weight × the query's words (each 1/n of it) plus
+    # (1 - query_weight) × the feedback terms (each by its feedback weight, summing to 1). The engine scores
+    # each added term by its weight (`keyword_search(terms=...)`), so a feedback term counts as much as it was
+    # fed back, not as much as a query word.
+    query_weight: float = Field(0.5, gt=0, le=1)
     # Rocchio: new vector = query + weight × mean of the top `vector_docs` candidates' vectors (normalised).
     vector_docs: int = Field(5, ge=0, le=100)
     vector_weight: float = Field(1.0, ge=0)
@@ -115,9 +117,10 @@ class TermStats:
 
 def expansion_terms(
     stats: TermStats, query: str, top: Sequence[Candidate], pool: Sequence[Candidate], count: int
-) -> list[str]:
+) -> list[tuple[str, float]]:
     """RM3-like feedback terms: Σ over the top documents of tf/length, times idf over the pool; the query's
-    own stems and stop words excluded; ties by the word. Returns surface words, best first."""
+    own stems and stop words excluded; ties by the word. Returns (surface word, weight), best first; the
+    weights sum to 1."""
     if count == 0 or not top:
         return []
     texts = {c.id: stats.analyse(f"{c.item.title}\n{c.item.body}") for c in pool}
@@ -143,7 +146,9 @@ def expansion_terms(
         ((w * math.log1p(n / max(df.get(s, 0), 1)), surface[s]) for s, w in weight.items()),
         key=lambda x: (-x[0], x[1]),
     )
-    return [word for _, word in scored[:count]]
+    kept = [(word, w) for w, word in scored[:count] if w > 0]
+    total = sum(w for _, w in kept)
+    return [(word, w / total) for word, w in kept] if total > 0 else []
 
 
 def rocchio(query: Vector, docs: Sequence[Vector], weight: float) -> Vector:
@@ -229,7 +234,7 @@ class FeedbackGenerator:
         def timed_keyword() -> tuple[list[Candidate], float]:
             t = time.perf_counter()
             assert expanded is not None
-            found = self._keyword.run(dataclasses.replace(query, text=expanded[0]))
+            found = self._keyword.run(dataclasses.replace(query, expansion=expanded))
             return found, (time.perf_counter() - t) * 1000
 
         def timed_vector() -> tuple[list[Candidate], float]:
@@ -251,7 +256,7 @@ class FeedbackGenerator:
             for c in found:
                 seen = merged.get(c.id)
                 merged[c.id] = c if seen is None else seen.merged(c)
-        terms = expanded[1] if expanded is not None else ()
+        terms = tuple(word for word, _ in expanded) if expanded is not None else ()
         self._last.value = Feedback(terms, s.vector_docs if moved is not None else 0)
         reports = [LegReport(f"{leg.name} (first pass)", leg.hits, leg.ms, leg.skipped) for leg in first.legs]
         reports.append(LegReport("feedback", len(terms), round(max(feedback_ms, 0.0), 3), None))
@@ -266,15 +271,19 @@ class FeedbackGenerator:
                         merged[c.id] = c
         return CandidateSet(list(merged.values()), tuple(reports))
 
-    def expand(self, query: SearchQuery, fused: Sequence[FusedCandidate]) -> tuple[str, tuple[str, ...]] | None:
-        """The expanded keyword query and its feedback terms (None: nothing to expand from)."""
+    def expand(self, query: SearchQuery, fused: Sequence[FusedCandidate]) -> tuple[tuple[str, float], ...] | None:
+        """The feedback terms with the weights the keyword leg gives them (None: nothing to expand from).
+
+        In the engine's query each of the n query words scores once, so the query part weighs n: a feedback
+        term of weight w gets n × w × (1 - λ) / λ, which makes the two parts λ and 1 - λ of the whole."""
         s = self._settings
         if not fused:
             return None
         cands = [f.candidate for f in fused]
         terms = expansion_terms(self._stats, query.text, cands[: s.docs], cands[: s.pool], s.terms)
-        text = " ".join([query.text] * s.query_repeat + terms)
-        return text, tuple(terms)
+        n = max(len([w for w in re.findall(r"\w+", query.text.lower()) if w not in STOP_WORDS]), 1)
+        scale = n * (1 - s.query_weight) / s.query_weight
+        return tuple((word, w * scale) for word, w in terms)
 
     def move(self, query: SearchQuery, fused: Sequence[FusedCandidate]) -> Vector | None:
         """The Rocchio query vector (None: no vector leg, or nothing to move towards)."""

@@ -48,7 +48,12 @@ class KeywordRetriever:
 
     def run(self, query: SearchQuery) -> list[Candidate]:
         hits = self._engine.keyword_search(
-            self._alias, query.text, k=query.depth, boosts=self._boosts, filter=query.filter
+            self._alias,
+            query.text,
+            k=query.depth,
+            boosts=self._boosts,
+            filter=query.filter,
+            terms=dict(query.expansion) if query.expansion else None,
         )
         return candidates_from_hits(self._name, hits)
 

@@ -38,7 +38,8 @@ class SearchQuery:
     """What every stage sees: the text, the filter applied inside every retriever, and how deep to retrieve.
 
     `legs` names the retrievers to run (None: all of them). `query_id` ties served results to the
-    interactions and feature logs that come back later.
+    interactions and feature logs that come back later. `expansion`: weighted words the keyword leg adds to
+    the text (pseudo-relevance feedback sets them; the other stages read `text` only).
     """
 
     text: str
@@ -46,6 +47,7 @@ class SearchQuery:
     depth: int = 200
     legs: tuple[str, ...] | None = None
     query_id: str = field(default_factory=new_query_id)
+    expansion: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

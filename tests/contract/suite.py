@@ -14,6 +14,7 @@ import pytest
 
 from services.core.domain import Item
 from services.core.engines.base import Document, SearchEngine
+from services.core.errors import ValidationError
 from services.core.filters import parse_filter
 
 DIM = 32
@@ -217,6 +218,31 @@ class EngineContract:
         body_only = engine.keyword_search(alias, "road", k=5, boosts={"body": 1.0})
         assert [h.id for h in body_only] == ["item-50"]
         assert engine.keyword_search(alias, "road", k=5, boosts={"title": 1.0}) == []
+
+    def test_weighted_added_words_expand_the_keyword_query(self, engine: SearchEngine, alias: str) -> None:
+        self.write(
+            engine,
+            alias,
+            [
+                doc(1, "Boundary layer flow", body="laminar transition"),
+                doc(2, "Boundary layer heat", body="turbulent wall"),
+                doc(3, "Supersonic wing", body="turbulent shock"),
+                doc(4, "Unrelated title", body="nothing shared"),
+            ],
+        )
+        plain = [h.id for h in engine.keyword_search(alias, "boundary layer", k=5)]
+        assert sorted(plain) == ["item-1", "item-2"]
+        # an added word counts by its weight: "turbulent" lifts item-2 over item-1, and finds item-3 alone
+        up = engine.keyword_search(alias, "boundary layer", k=5, terms={"turbulent": 2.0, "laminar": 0.1})
+        assert [h.id for h in up][:2] == ["item-2", "item-1"] and "item-3" in {h.id for h in up}
+        down = engine.keyword_search(alias, "boundary layer", k=5, terms={"turbulent": 0.1, "laminar": 2.0})
+        assert [h.id for h in down][:2] == ["item-1", "item-2"]
+        # a zero weight is no word at all; added words alone make a query; a bad weight names the field
+        assert [h.id for h in engine.keyword_search(alias, "boundary layer", k=5, terms={"turbulent": 0.0})] == plain
+        assert {h.id for h in engine.keyword_search(alias, "", k=5, terms={"shock": 1.0})} == {"item-3"}
+        with pytest.raises(ValidationError) as err:
+            engine.keyword_search(alias, "boundary", k=5, terms={"shock": -1.0})
+        assert err.value.field == "terms"
 
     def test_prefix_with_one_typo_in_a_completed_word_finds_the_item(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(i, t) for i, t in enumerate(TITLES)])

@@ -42,14 +42,23 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.keyword_calls: list[tuple[str, Filter | None]] = []
+        self.keyword_terms: list[Mapping[str, float] | None] = []
         self.vector_calls: list[tuple[Vector, Filter | None]] = []
         self.got: list[list[str]] = []
 
     def keyword_search(
-        self, alias: str, text: str, *, k: int, boosts: Mapping[str, float] | None = None, filter: Filter | None = None
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        boosts: Mapping[str, float] | None = None,
+        filter: Filter | None = None,
+        terms: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         self.keyword_calls.append((text, filter))
-        words = set(text.lower().split())
+        self.keyword_terms.append(terms)
+        words = set(text.lower().split()) | set(terms or {})
         scored = []
         for i, (title, body) in DOCS.items():
             overlap = len(words & set(f"{title} {body}".lower().replace(";", "").replace(".", "").split()))
@@ -96,11 +105,13 @@ def build(settings: FeedbackSettings | None = None) -> tuple[FeedbackGenerator, 
 def test_expansion_terms_come_from_the_top_documents_not_the_query() -> None:
     stats = TermStats()
     cands = [Candidate(i, make_item(i), {}, {}) for i in "abcd"]
-    terms = expansion_terms(stats, "boundary layer", cands[:2], cands, 3)
+    weighted = expansion_terms(stats, "boundary layer", cands[:2], cands, 3)
+    terms = [word for word, _ in weighted]
     assert "boundary" not in terms and "layer" not in terms  # the query's own stems are excluded
     assert terms[:2] == ["flow", "transition"]  # frequent in both top documents
     assert "high" in terms  # once, but in no other candidate: a high idf over the pool
     assert "flutter" not in terms  # only in a document outside the top two
+    assert sum(w for _, w in weighted) == pytest.approx(1.0) and weighted[0][1] >= weighted[-1][1]
     assert expansion_terms(stats, "boundary layer", cands[:2], cands, 0) == []
 
 
@@ -118,9 +129,12 @@ def test_second_pass_expands_the_keyword_query_moves_the_vector_and_keeps_the_fi
     flt = Term("brand", "x")
     result = gen.run(SearchQuery("boundary layer", flt, depth=10))
     (first_text, _), (second_text, _) = engine.keyword_calls
-    assert first_text == "boundary layer"
-    assert second_text.startswith("boundary layer ") and len(second_text.split()) == 2 + 3
-    assert gen.last is not None and set(gen.last.terms) == set(second_text.split()[2:])
+    assert first_text == second_text == "boundary layer" and engine.keyword_terms[0] is None
+    added = engine.keyword_terms[1]
+    assert added is not None and len(added) == 3
+    assert gen.last is not None and set(gen.last.terms) == set(added)
+    # RM3 weights: the feedback part weighs as much as the query's two words (query_weight 0.5), best term first
+    assert sum(added.values()) == pytest.approx(2.0) and list(added.values()) == sorted(added.values(), reverse=True)
     # both passes, both legs, carry the query's filter
     assert [f for _, f in engine.keyword_calls] == [flt, flt]
     assert [f for _, f in engine.vector_calls] == [flt, flt]

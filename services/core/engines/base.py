@@ -123,6 +123,9 @@ class SearchEngine(Protocol):
     the index definition is unchanged; None tells the caller to create a version and `copy_version` into it.
     `copy_version` copies every document with its vector (a reindex with an unchanged model embeds nothing);
     `progress(done, total)` is called along the way and may return False to stop the copy.
+    `keyword_search(terms=...)` adds weighted words to the text (query expansion): each word is searched over
+    the same fields and boosts and its score counts `weight` times, the text's own words once; a document
+    that matches only an added word is found too (an expanded query is a disjunction).
     """
 
     # versions and alias
@@ -159,6 +162,7 @@ class SearchEngine(Protocol):
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
         version: int | None = None,
+        terms: Mapping[str, float] | None = None,
     ) -> list[Hit]: ...
     def vector_search(
         self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
@@ -207,6 +211,20 @@ def normalise(vec: Vector) -> Vector:
 def query_words(text: str, max_terms: int) -> list[str]:
     """Words of a keyword query, capped: a 64 KB paste must not become a 10,000-clause query."""
     return _WORD.findall(text.lower())[:max_terms]
+
+
+def weighted_words(terms: Mapping[str, float] | None, max_terms: int) -> list[tuple[str, float]]:
+    """The added words of an expanded keyword query with their weights (a term of several words gives each its
+    weight; a word given twice keeps the larger), capped like the query's words. Weights must be finite and
+    >= 0; a zero weight drops the word."""
+    out: dict[str, float] = {}
+    for term, weight in (terms or {}).items():
+        if not math.isfinite(weight) or weight < 0:
+            raise ValidationError("terms", f"weight of {term!r} must be a finite number >= 0")
+        if weight > 0:
+            for word in query_words(term, max_terms):
+                out[word] = max(out.get(word, 0.0), float(weight))
+    return list(out.items())[:max_terms]
 
 
 def suggest_parts(text: str, max_terms: int) -> tuple[list[str], str | None]:

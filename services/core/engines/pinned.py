@@ -31,9 +31,10 @@ class PinnedEngine:
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
         version: int | None = None,
+        terms: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         return self._engine.keyword_search(
-            alias, text, k=k, boosts=boosts, filter=filter, version=self._v(alias, version)
+            alias, text, k=k, boosts=boosts, filter=filter, version=self._v(alias, version), terms=terms
         )
 
     def vector_search(

@@ -36,6 +36,7 @@ from services.core.engines.base import (
     resolve_boosts,
     suggest_parts,
     version_index_name,
+    weighted_words,
 )
 from services.core.engines.embedded.version import VersionIndex
 from services.core.errors import EngineError, IndexNotFoundError, ValidationError
@@ -252,16 +253,17 @@ class EmbeddedEngine:
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
         version: int | None = None,
+        terms: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         check_k(k)
         chosen = resolve_boosts(boosts)
         words = query_words(text, self._max_terms)
-        if not words:
+        added = weighted_words(terms, self._max_terms)
+        if not words and not added:
             return []
         index = self._version(alias, version)
-        found = index.text.search(
-            index.text.keyword_query(words, chosen), k, index.text_mask(filter), index.is_live, index.applied_seq
-        )
+        query = index.text.expanded_query(words, added, chosen)
+        found = index.text.search(query, k, index.text_mask(filter), index.is_live, index.applied_seq)
         return self._hits(index, found)
 
     def vector_search(

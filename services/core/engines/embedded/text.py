@@ -94,6 +94,19 @@ class TextIndex:
         per_field = [self._index.parse_query(text, [name], {name: weight}) for name, weight in boosts.items()]
         return Query.disjunction_max_query(per_field, tie_breaker=0.3)
 
+    def expanded_query(
+        self, words: Sequence[str], added: Sequence[tuple[str, float]], boosts: dict[str, float]
+    ) -> Query:
+        """The words' query, or with weighted added words (query expansion) a disjunction of it and each added
+        word's own query scaled by its weight: scores add up, as in OpenSearch's bool should."""
+        main = self.keyword_query(words, boosts) if words else None
+        if not added:
+            assert main is not None
+            return main
+        clauses = [(Occur.Should, main)] if main is not None else []
+        clauses += [(Occur.Should, Query.boost_query(self.keyword_query([w], boosts), wt)) for w, wt in added]
+        return Query.boolean_query(clauses)
+
     def suggest_query(self, completed: Sequence[str], prefix: str | None) -> Query:
         clauses: list[tuple[Occur, Query]] = []
         for word in completed:

@@ -29,6 +29,7 @@ from services.core.engines.base import (
     resolve_boosts,
     suggest_parts,
     version_index_name,
+    weighted_words,
 )
 from services.core.engines.opensearch.client import RETRYABLE_STATUS, Retrier, build_client
 from services.core.engines.opensearch.dsl import filter_clause
@@ -388,22 +389,25 @@ class OpenSearchEngine:
         boosts: Mapping[str, float] | None = None,
         filter: Filter | None = None,
         version: int | None = None,
+        terms: Mapping[str, float] | None = None,
     ) -> list[Hit]:
         check_k(k)
         fields = [f"{TEXT_FIELD_NAMES[f]}^{w}" for f, w in resolve_boosts(boosts).items()]
         words = query_words(text, self._max_terms)
-        if not words:
+        added = weighted_words(terms, self._max_terms)
+        if not words and not added:
             return []
-        match = {
-            "multi_match": {
-                "query": " ".join(words),
-                "fields": fields,
-                "type": "best_fields",
-                "tie_breaker": 0.3,
-            }
-        }
-        body = {"size": k, "query": {"bool": {"must": [match], "filter": filter_clause(filter)}}}
-        return self._hits(self._search(self._name(alias, version), body))
+
+        def match(query: str, boost: float = 1.0) -> dict[str, Any]:
+            inner: dict[str, Any] = {"query": query, "fields": fields, "type": "best_fields", "tie_breaker": 0.3}
+            return {"multi_match": inner if boost == 1.0 else {**inner, "boost": boost}}
+
+        if not added:
+            query: dict[str, Any] = {"bool": {"must": [match(" ".join(words))], "filter": filter_clause(filter)}}
+        else:  # query expansion: the text and each added word, scores summed, any one of them enough
+            should = ([match(" ".join(words))] if words else []) + [match(w, wt) for w, wt in added]
+            query = {"bool": {"should": should, "minimum_should_match": 1, "filter": filter_clause(filter)}}
+        return self._hits(self._search(self._name(alias, version), {"size": k, "query": query}))
 
     def vector_search(
         self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
