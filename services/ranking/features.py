@@ -362,8 +362,8 @@ class FeatureExtractor:
         return cols
 
     def _item_texts(self, cands: Sequence[Candidate]) -> list[_ItemTexts]:
-        """Each candidate's analysed texts, from the cache when its texts are unchanged. One lock for the
-        whole list: per candidate it was a tenth of the feature time at 200 candidates."""
+        """Each candidate's analysed texts, from the cache when its texts are unchanged (the lock is taken
+        once for the lookups and once for the additions, not per candidate)."""
         items = [c.item for c in cands]
         # in-process only, like the cache; with the id, a collision is out of reach
         digests = [hash((i.title, i.body, tuple(i.categories), tuple(i.tags), i.brand)) for i in items]
