@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,7 @@ from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rul
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
 from services.core.engines import build_engine
+from services.core.engines.base import SearchEngine, Vector
 from services.ranking.follow import ModelFollower
 from services.ranking.service import build_ranking_service
 from services.recs import ArtefactStore, RecommendationService, build_interaction_store
@@ -63,7 +64,15 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             )
         app.state.embedder = model
         # the scoring and re-ranking stages are the process's, shared by the services of every index version
-        app.state.ranking = await anyio.to_thread.run_sync(build_ranking_service, settings, settings.ranking)
+        engine: SearchEngine = app.state.engine
+
+        def candidate_vectors(ids: Sequence[str]) -> dict[str, Vector]:
+            # from the version the request's candidates came from (no alias lookup on the request path)
+            return engine.get_vectors(settings.index_alias, ids, version=app.state.live_search.version)
+
+        app.state.ranking = await anyio.to_thread.run_sync(
+            build_ranking_service, settings, settings.ranking, candidate_vectors
+        )
         # the fleet's last admin reload (if any) wins over the configured model, then is followed from here on
         app.state.model_follower = ModelFollower(app.state.ranking, settings.ranking.follow_every_s)
         await anyio.to_thread.run_sync(app.state.model_follower.poll)

@@ -362,7 +362,9 @@ def in_process_measures(
 
     search = settings.search
     # The scoring and re-ranking stages exactly as the API's lifespan builds them (services/api/app.py).
-    ranking = build_ranking_service(settings, settings.ranking)
+    ranking = build_ranking_service(
+        settings, settings.ranking, lambda ids: engine.get_vectors(alias, ids, version=version)
+    )
     rules, rules_reranker = build_rules(settings, settings.rules, engine)
     services = build_search_services(
         settings,

@@ -7,7 +7,9 @@ docs/benchmarks.md.
 Candidates are Cranfield documents (real titles and abstracts): for each query, the documents with the most
 idf-weighted query terms, as a keyword leg returns them (features that need two query terms in a text are
 computed only where they are, so random documents would flatter the figure), with synthetic retriever scores
-and ranks.
+and ranks. The documents are written into an embedded engine (with random unit vectors: the cost does not
+depend on their values), from which the scorer reads the candidates' vectors for its neighbour features, as
+the API's does.
 """
 
 from __future__ import annotations
@@ -81,13 +83,49 @@ def _stats(ms: Sequence[float]) -> dict[str, float]:
 
 
 def run(candidates: int = 200, queries: int = 225, repeat: int = 3) -> dict[str, Any]:
-    from services.core.domain import CatalogSchema, Item
+    from services.core.domain import Item
+    from services.datasets import cranfield
+
+    items = [Item.parse(cranfield.as_item(d)) for d in cranfield.load_docs()]
+    tmp_engine = tempfile.TemporaryDirectory(prefix="trawl-bench-scoring-")
+    engine, alias = _engine_with(items, Path(tmp_engine.name))
+    try:
+        return _run(items, engine, alias, candidates, queries, repeat)
+    finally:
+        engine.close()
+        tmp_engine.cleanup()
+
+
+def _engine_with(items: Sequence[Any], folder: Path) -> tuple[Any, str]:
+    from services.core.engines.base import Document
+    from services.core.engines.embedded import EmbeddedEngine
+    from services.core.settings import CoreSettings
+
+    core = CoreSettings(engine="embedded", data_dir=folder, index_alias="bench-scoring")
+    engine = EmbeddedEngine(core)
+    version = engine.create_version(core.index_alias, dimension=384, model_id="random-unit-vectors")
+    engine.point_alias(core.index_alias, version.version)
+    vectors = np.random.default_rng(7).normal(size=(len(items), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    result = engine.upsert(core.index_alias, [Document(i, v) for i, v in zip(items, vectors, strict=True)])
+    if not result.ok:
+        raise RuntimeError(f"writing the bench items failed: {result.failed[:3]}")
+    engine.refresh(core.index_alias)
+    return engine, core.index_alias
+
+
+def _run(items: Sequence[Any], engine: Any, alias: str, candidates: int, queries: int, repeat: int) -> dict[str, Any]:
+    from services.core.domain import CatalogSchema
     from services.datasets import cranfield
     from services.rules.model import RuleIn
     from services.rules.reranker import RulesReranker
     from services.rules.store import RuleStore
 
-    items = [Item.parse(cranfield.as_item(d)) for d in cranfield.load_docs()]
+    live = engine.live_version(alias).version
+
+    def vectors(ids: Sequence[str]) -> Any:  # pinned to the live version, as the API's scorer reads them
+        return engine.get_vectors(alias, ids, version=live)
+
     texts = [normalise_text(q) for q in cranfield.load_queries()][:queries]
     lists = [_candidates(items, chosen) for chosen in _retrieved(items, texts, candidates)]
     model = load_default_model()
@@ -97,18 +135,21 @@ def run(candidates: int = 200, queries: int = 225, repeat: int = 3) -> dict[str,
     if why is not None:
         print(f"warning: the model is not compiled ({why}); both predict rows are LightGBM's", file=sys.stderr)
 
-    cold_extractor = FeatureExtractor()
+    cold_extractor = FeatureExtractor(vectors=vectors)
     cold = []
     for text, cands in zip(texts, lists, strict=True):  # first sight of every text: analysis included
         t = time.perf_counter()
         cold_extractor.run(SearchQuery(text), cands)
         cold.append((time.perf_counter() - t) * 1000)
 
-    extractor = FeatureExtractor()
+    extractor = FeatureExtractor(vectors=vectors)
     scorer = LambdaRankScorer(ModelSlot(model), extractor, window=candidates)
+    # the same scorer without a vector lookup (neighbour features missing): what reading the vectors costs
+    no_vectors = LambdaRankScorer(ModelSlot(model), FeatureExtractor(), window=candidates)
     for text, cands in zip(texts, lists, strict=True):
         scorer.run(SearchQuery(text), cands)  # warm the analyser's cache, as a serving process is
-    features, predict, predict_lightgbm, total, total_cpu = [], [], [], [], []
+        no_vectors.run(SearchQuery(text), cands)
+    features, predict, predict_lightgbm, total, total_cpu, plain = [], [], [], [], [], []
     for _ in range(repeat):
         for text, cands in zip(texts, lists, strict=True):
             q = SearchQuery(text)
@@ -127,6 +168,9 @@ def run(candidates: int = 200, queries: int = 225, repeat: int = 3) -> dict[str,
             predict.append((t2 - t1) * 1000)
             predict_lightgbm.append((t3 - t2) * 1000)
             total.append((t4 - t3) * 1000)
+            t5 = time.perf_counter()
+            no_vectors.run(q, cands)
+            plain.append((time.perf_counter() - t5) * 1000)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = RuleStore(Path(tmp) / "rules.sqlite")
@@ -154,6 +198,7 @@ def run(candidates: int = 200, queries: int = 225, repeat: int = 3) -> dict[str,
         "cpus": os.cpu_count(),
         "scorer_run_ms (features + model + order, warm)": _stats(total),
         "scorer_run_cpu_ms (the same, CPU time of the thread)": _stats(total_cpu),
+        "scorer_run_ms without vectors (neighbour features missing; the same run)": _stats(plain),
         "features_ms (warm)": _stats(features),
         "features_ms (cold: every text analysed for the first time)": _stats(cold),
         "model_runtime": model.runtime,

@@ -255,7 +255,7 @@ def evaluate_cranfield(
                 progress(f"running {name}")
                 systems.append(measure(name, run_system(name, fuser, plain, legs, keys, gen), qrels))
 
-            extractor = FeatureExtractor()
+            extractor = FeatureExtractor(vectors=lambda ids: engine.get_vectors(core.index_alias, ids))
             ki_queries, ki_qrels = known_item_queries([(i.id, i.title) for i in items], known_items)
             merged = {**DEFAULT_PARAMS, **(params or {})}
             selections: list[dict[str, Any]] = []

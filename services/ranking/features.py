@@ -7,6 +7,11 @@ fractions, BM25 whose statistics come from the candidate set), so that a model t
 reads the same kind of numbers on another. A missing value (no vector score for a keyword-only hit, an item
 without a rating) is NaN, which LightGBM treats as missing.
 
+The neighbour features compare the candidates with one another (the cluster hypothesis: a document close to
+documents that score well is likely relevant too): for each, its nearest other candidates by item vector and
+their fused scores. They need the candidates' vectors, which the extractor asks of a `VectorLookup` (the
+engine's `get_vectors`); without one they are NaN.
+
 Changing what a feature means, or the list, needs a new `FEATURE_SET` version: the registry refuses a model
 whose feature list differs from the one the service computes.
 """
@@ -14,10 +19,11 @@ whose feature list differs from the one the service computes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -25,13 +31,14 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from services.ranking.proximity import proximity
 from services.ranking.text import AnalysedText, Analyser, Ids, pair_key
 from services.search.types import KEYWORD, VECTOR, Candidate, FusedCandidate, SearchQuery
 
 Matrix = npt.NDArray[np.float32]
 Floats = npt.NDArray[np.float64]
+VectorLookup = Callable[[Sequence[str]], Mapping[str, npt.NDArray[np.float32]]]
 NAN = float("nan")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,7 @@ class FeatureSet:
 _F = FeatureSpec
 SEARCH_FEATURES = FeatureSet(
     "trawl-search",
-    2,
+    3,
     (
         _F("keyword_present", "1 if the keyword (BM25) retriever returned the item"),
         _F("keyword_score_rel", "BM25 score / the best BM25 score of the request (NaN if absent)"),
@@ -110,14 +117,17 @@ SEARCH_FEATURES = FeatureSet(
         _F("prf_body", "weighted share of feedback terms (from the top fused candidates) in the body"),
         _F("text_bm25_rel", "BM25 of title and body as one field over the candidate set / the request's best"),
         _F("expanded_bm25_rel", "text BM25 of the query expanded with the feedback terms (RM3-like) / best"),
-        _F("title_proximity", "1 / smallest distance between two different query terms in the title (0: none)"),
-        _F("body_proximity", "1 / smallest distance between two different query terms in the body (0: none)"),
-        _F("body_close_pairs", "log1p(neighbouring occurrences of two different query terms <= 4 apart in the body)"),
         _F("category_match", "share of distinct query terms found in the categories, tags or brand"),
         _F("popularity_log", "log1p(popularity) (NaN if unknown)"),
         _F("rating", "the item's rating (NaN if unknown)"),
         _F("age_log_days", "log1p(days since published) (NaN if unknown)"),
         _F("available", "1 if the item is available"),
+        _F(
+            "neighbour_minmax",
+            "similarity-weighted mean of `minmax_fused` over the candidate's nearest other candidates by item "
+            "vector (NaN without vectors)",
+        ),
+        _F("neighbour_max_minmax", "the best `minmax_fused` among those nearest candidates (NaN without vectors)"),
     ),
 )
 
@@ -125,6 +135,8 @@ RRF_K = 60
 BM25_K1 = 1.2
 BM25_B = 0.75
 PRF_DF_DOCS = 50
+NEIGHBOURS = 5  # 3 to 8 measured alike on Cranfield (docs/evaluation.md)
+NEIGHBOUR_POOL = 100  # the head of the fused list, where a candidate can still reach the page
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +188,10 @@ class _Sparse:
         n = len(keys)
         if n == 0:
             return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), 0)
-        sizes = np.array(list(map(len, keys)), dtype=np.int64)
+        sizes = np.fromiter(map(len, keys), dtype=np.int64, count=n)
         rows = np.repeat(np.arange(n), sizes)
         flat = np.concatenate(keys)
-        values = np.concatenate(counts).astype(np.float64) if counts is not None else np.ones(flat.shape[0])
+        values = np.concatenate(counts, dtype=np.float64) if counts is not None else np.ones(flat.shape[0])
         return cls(rows, flat, values, n)
 
     def head(self, rows: int) -> slice:
@@ -240,9 +252,15 @@ class FeatureExtractor:
         prf_terms: int = 20,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache_items: int = 10_000,
+        vectors: VectorLookup | None = None,
+        neighbours: int = NEIGHBOURS,
     ) -> None:
         if cache_items < 0:
             raise ValueError("cache_items must be >= 0")
+        if neighbours < 1:
+            raise ValueError("neighbours must be >= 1")
+        self._vectors = vectors
+        self._neighbours = neighbours
         self._analyser = analyser or Analyser()
         self._prf_docs = prf_docs
         self._prf_terms = prf_terms
@@ -258,13 +276,20 @@ class FeatureExtractor:
     @property
     def params(self) -> dict[str, int]:
         """The parameters that change what the features mean (a model records them; see `RankingModel.check`)."""
-        return {"prf_docs": self._prf_docs, "prf_terms": self._prf_terms, "prf_df_docs": PRF_DF_DOCS}
+        return {
+            "prf_docs": self._prf_docs,
+            "prf_terms": self._prf_terms,
+            "prf_df_docs": PRF_DF_DOCS,
+            "neighbours": self._neighbours,
+            "neighbour_pool": NEIGHBOUR_POOL,
+        }
 
     def run(self, query: SearchQuery, candidates: Sequence[FusedCandidate]) -> FeatureMatrix:
         cands = [c.candidate for c in candidates]
         cols = self._retrieval(cands)
         cols.update(self._text(query.text, cands))
         cols.update(self._item(cands))
+        cols.update(self._neighbour(cands, cols["minmax_fused"]))
         n = len(cands)
         values = np.empty((n, len(self.feature_set.features)), dtype=np.float32)
         for j, name in enumerate(self.feature_set.names):
@@ -335,14 +360,6 @@ class FeatureExtractor:
                 for i in np.flatnonzero((tf > 0).all(axis=1)):
                     has_phrase[i] = phrase in docs[i].joined
             cols[f"{field}_phrase"] = has_phrase
-            # only where two different query terms are: elsewhere both features are 0 by definition
-            pairs_at = np.flatnonzero((tf > 0).sum(axis=1) >= 2) if m > 1 else np.empty(0, np.int64)
-            near = proximity([docs[i] for i in pairs_at], q_unique)
-            cols[f"{field}_proximity"] = np.zeros(n)
-            cols[f"{field}_proximity"][pairs_at] = near.min_distance_inv
-            if field == "body":
-                cols["body_close_pairs"] = np.zeros(n)
-                cols["body_close_pairs"][pairs_at] = near.close_pairs_log
             mean = float(lengths.mean()) if n else 0.0
             cols[f"{field}_len_rel"] = lengths / mean if mean > 0 else np.zeros(n)
         # the whole text (title and body as one field): the query alone, and expanded with the feedback terms
@@ -433,6 +450,37 @@ class FeatureExtractor:
         chosen = np.sort(order)
         w = weight[chosen]
         return terms[chosen], w / w.sum()
+
+    def _neighbour(self, cands: Sequence[Candidate], fused: Floats) -> dict[str, Floats]:
+        """For each of the first `NEIGHBOUR_POOL` candidates that has a vector: its `neighbours` most similar
+        others among them (cosine of the item vectors), their `fused` scores' mean weighted by the similarity,
+        and the best of them. Further down the list, where a candidate seldom reaches the page, both are NaN."""
+        n = len(cands)
+        out = {"neighbour_minmax": np.full(n, NAN), "neighbour_max_minmax": np.full(n, NAN)}
+        ids = [c.id for c in cands[:NEIGHBOUR_POOL]]
+        if self._vectors is None or len(ids) < 2:
+            return out
+        try:
+            found = self._vectors(ids)
+        except Exception:  # the features go missing for this request; the model still scores the rest
+            log.exception("reading the candidates' vectors failed; neighbour features are missing")
+            return out
+        have = [(i, v) for i, id_ in enumerate(ids) if (v := found.get(id_)) is not None]
+        k = min(self._neighbours, len(have) - 1)
+        if k < 1:
+            return out
+        rows = np.fromiter((i for i, _ in have), dtype=np.int64, count=len(have))
+        x = np.stack([v for _, v in have]).astype(np.float32, copy=False)
+        x /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)[:, None]  # in place: no second copy
+        sim = x @ x.T
+        np.fill_diagonal(sim, -np.inf)  # a candidate is not its own neighbour
+        kth = np.partition(sim, -k, axis=1)[:, -k][:, None]
+        near = sim >= kth  # the k most similar (a tie at the k-th may add one)
+        scores = fused[rows]
+        weight = np.where(near, np.clip(sim, 1e-6, None), 0.0)  # a dissimilar neighbour counts ~nothing
+        out["neighbour_minmax"][rows] = (weight @ scores) / weight.sum(axis=1)
+        out["neighbour_max_minmax"][rows] = np.where(near, scores[None, :], -np.inf).max(axis=1)
+        return out
 
     def _item(self, cands: Sequence[Candidate]) -> dict[str, Floats]:
         n = len(cands)

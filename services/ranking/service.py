@@ -10,7 +10,7 @@ from pathlib import Path
 
 from services.core.settings import CoreSettings
 from services.ranking.feature_log import FeatureLogger, build_sink
-from services.ranking.features import FeatureExtractor
+from services.ranking.features import FeatureExtractor, VectorLookup
 from services.ranking.model import ModelCard, ModelError, ModelRefused, RankingModel
 from services.ranking.registry import NONE, ModelRegistry, build_registry
 from services.ranking.scorer import LambdaRankScorer, ModelSlot, RankingMetrics, SlotState
@@ -92,12 +92,18 @@ def _id(model: RankingModel | None) -> str:
     return model.model_id if model else "none (fused order)"
 
 
-def build_ranking_service(core: CoreSettings, settings: RankingSettings) -> RankingService:
+def build_ranking_service(
+    core: CoreSettings, settings: RankingSettings, vectors: VectorLookup | None = None
+) -> RankingService:
     """At startup a model that cannot be served does not stop the service: it falls back to the fused order
-    and says why (explain, GET /admin/model, the log)."""
+    and says why (explain, GET /admin/model, the log). `vectors` reads the candidates' stored vectors for the
+    neighbour features (the engine's `get_vectors` on the served alias); without it they are missing."""
     registry = build_registry(core, settings)
     extractor = FeatureExtractor(
-        prf_docs=settings.prf_docs, prf_terms=settings.prf_terms, cache_items=settings.feature_cache_items
+        prf_docs=settings.prf_docs,
+        prf_terms=settings.prf_terms,
+        cache_items=settings.feature_cache_items,
+        vectors=vectors,
     )
     feature_log = None
     if settings.feature_log.enabled:

@@ -505,7 +505,7 @@ def train(
             records, labels, extractor, window=rs.window, source=f"interactions:{interactions.name}"
         )
     elif qrels is not None and queries is not None:
-        ts = _judged_rows(settings, extractor, read_queries(queries), read_qrels(qrels), f"qrels:{qrels.name}")
+        ts = _judged_rows(settings, read_queries(queries), read_qrels(qrels), f"qrels:{qrels.name}")
     else:
         raise ValueError("give qrels and queries, or interactions")
     if not ts.queries:
@@ -520,14 +520,18 @@ def train(
     return trained
 
 
-def _judged_rows(
-    settings: ApiSettings, extractor: FeatureExtractor, queries: Mapping[str, str], qrels: Qrels, source: str
-) -> TrainingSet:
+def _judged_rows(settings: ApiSettings, queries: Mapping[str, str], qrels: Qrels, source: str) -> TrainingSet:
     from services.core.embedding import SentenceTransformerEmbedder
     from services.core.engines import build_engine
     from services.search.service import build_search_services
 
     engine = build_engine(settings)
+    rs = settings.ranking
+    extractor = FeatureExtractor(
+        prf_docs=rs.prf_docs,
+        prf_terms=rs.prf_terms,
+        vectors=lambda ids: engine.get_vectors(settings.index_alias, ids),  # as the API's scorer reads them
+    )
     embedder = SentenceTransformerEmbedder(settings.embedding) if settings.load_model else None
     search = build_search_services(settings, settings.search, engine, embedder)
     try:

@@ -45,6 +45,12 @@ class LiveSearch:
             return held[1]
         return None
 
+    @property
+    def version(self) -> int | None:
+        """The version the current services are pinned to (None before the first request found one)."""
+        held = self._current
+        return held[0] if held is not None else None
+
     def current(self) -> SearchServices:
         now = time.monotonic()
         if self._current is not None and now - self._checked < self._refresh_s:

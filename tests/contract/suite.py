@@ -154,6 +154,19 @@ class EngineContract:
         assert got[0].vector is not None and np.allclose(got[0].vector, docs[3].vector, atol=1e-5)
         assert engine.count(alias) == 5
 
+    def test_get_vectors_reads_only_stored_vectors(self, engine: SearchEngine, alias: str) -> None:
+        self.write(engine, alias, [doc(i) for i in range(5)])
+        engine.delete(alias, ["item-2"])
+        engine.refresh(alias)
+        got = engine.get_vectors(alias, ["item-3", "missing", "item-1", "item-3", "item-2"])
+        assert set(got) == {"item-3", "item-1"}  # unknown and deleted ids are left out, duplicates asked once
+        for i in (1, 3):
+            assert got[f"item-{i}"].dtype == np.float32 and np.allclose(got[f"item-{i}"], vec(i), atol=1e-5)
+        assert engine.get_vectors(alias, []) == {}
+        # an update replaces the vector read back
+        self.write(engine, alias, [Document(doc(1).item.model_copy(update={"version": 2}), vec(77))])
+        assert np.allclose(engine.get_vectors(alias, ["item-1"])["item-1"], vec(77), atol=1e-5)
+
     def test_update_replaces(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(1, "Original zebra title"), doc(2)])
         newer = Document(doc(1, "Replacement walrus title").item.model_copy(update={"version": 2}), vec(99))

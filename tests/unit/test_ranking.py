@@ -7,7 +7,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,54 @@ def test_item_features() -> None:
     assert f["d4"]["available"] == 0.0 and f["d1"]["available"] == 1.0
 
 
+def _unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# d4 is d1's near twin, d2 leans towards d1, d3 has no stored vector
+VECTORS = {"d1": _unit(1, 0, 0), "d4": _unit(0.9, 0, 0.436), "d2": _unit(0.2, 0.98, 0)}
+
+
+def test_neighbour_features_read_the_fused_scores_of_the_nearest_candidates() -> None:
+    asked: list[list[str]] = []
+
+    def lookup(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        asked.append(list(ids))
+        return {i: VECTORS[i] for i in ids if i in VECTORS}
+
+    cands = fused(CANDIDATES)
+    for k in (1, 2):
+        m = FeatureExtractor(clock=lambda: NOW, vectors=lookup, neighbours=k).run(SearchQuery("wing"), cands)
+        f = {i: m.row(n) for n, i in enumerate(m.ids)}
+        fused_of = {i: f[i]["minmax_fused"] for i in f}
+        if k == 1:  # the single nearest other candidate
+            assert f["d1"]["neighbour_minmax"] == pytest.approx(fused_of["d4"], abs=1e-6)
+            assert f["d4"]["neighbour_minmax"] == pytest.approx(fused_of["d1"], abs=1e-6)
+            assert f["d2"]["neighbour_max_minmax"] == pytest.approx(fused_of["d1"], abs=1e-6)
+        else:  # d1's two: d4 (cosine 0.9) and d2 (0.2), weighted by the cosine
+            sim4, sim2 = float(VECTORS["d1"] @ VECTORS["d4"]), float(VECTORS["d1"] @ VECTORS["d2"])
+            want = (sim4 * fused_of["d4"] + sim2 * fused_of["d2"]) / (sim4 + sim2)
+            assert f["d1"]["neighbour_minmax"] == pytest.approx(want, abs=1e-5)
+            assert f["d1"]["neighbour_max_minmax"] == pytest.approx(max(fused_of["d4"], fused_of["d2"]), abs=1e-6)
+        assert "neighbour_minmax" not in f["d3"] and "neighbour_max_minmax" not in f["d3"]  # no vector: NaN
+    assert asked[0] == [c.id for c in cands]  # one read for the request's candidates
+
+
+def test_neighbour_features_are_missing_without_vectors_and_a_failed_read_costs_only_them() -> None:
+    def broken(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        raise ConnectionError("engine down")
+
+    cands = fused(CANDIDATES)
+    columns = [SEARCH_FEATURES.names.index(n) for n in ("neighbour_minmax", "neighbour_max_minmax")]
+    for extractor in (FeatureExtractor(), FeatureExtractor(vectors=broken)):
+        m = extractor.run(SearchQuery("wing"), cands)
+        assert np.isnan(m.values[:, columns]).all()
+        assert np.isfinite(m.values[:, SEARCH_FEATURES.names.index("minmax_fused")]).all()
+    with pytest.raises(ValueError, match="neighbours"):
+        FeatureExtractor(neighbours=0)
+
+
 def test_empty_inputs_compute() -> None:
     extractor = FeatureExtractor()
     assert extractor.run(SearchQuery("anything"), []).values.shape == (0, len(SEARCH_FEATURES.names))
@@ -172,7 +220,7 @@ def test_feature_set_mismatch_names_what_differs() -> None:
     assert fs.mismatch(fs.name, fs.version, fs.names) is None
     assert fs.id in str(fs.mismatch(fs.name, 99, fs.names))
     why = fs.mismatch(fs.name, fs.version, [*fs.names[:-1], "bogus"])
-    assert why is not None and "available" in why and "bogus" in why
+    assert why is not None and fs.names[-1] in why and "bogus" in why
     assert "order" in str(fs.mismatch(fs.name, fs.version, list(reversed(fs.names))))
 
 
@@ -283,7 +331,8 @@ def test_a_model_with_another_feature_list_is_refused_with_the_reason(tmp_path: 
     other = FeatureSet("trawl-search", SEARCH_FEATURES.version, (*SEARCH_FEATURES.features[:-1], FeatureSpec("x", "")))
     t = train_model(training_set(other), rounds=3, folds=0, params={"min_data_in_leaf": 5}, model_id="wrong-features")
     model = RankingModel.from_text(t.model_text, t.card)
-    with pytest.raises(ModelRefused, match=r"model wrong-features refused: .*missing \['available'\], unknown \['x'\]"):
+    refused = r"model wrong-features refused: .*missing \['neighbour_max_minmax'\], unknown \['x'\]"
+    with pytest.raises(ModelRefused, match=refused):
         model.check(SEARCH_FEATURES, FeatureExtractor().params)
     good = train_model(training_set(), rounds=3, folds=0, params={"min_data_in_leaf": 5}, model_id="other-prf")
     with pytest.raises(ModelRefused, match=r"extractor parameters differ.*prf_docs=\(10, 99\)"):

@@ -123,6 +123,8 @@ class SearchEngine(Protocol):
     the index definition is unchanged; None tells the caller to create a version and `copy_version` into it.
     `copy_version` copies every document with its vector (a reindex with an unchanged model embeds nothing);
     `progress(done, total)` is called along the way and may return False to stop the copy.
+    `get_vectors` reads only the stored vectors (ids not found are left out): ranking features compare
+    candidates with one another without parsing their items.
     `keyword_search(terms=...)` adds weighted words to the text (query expansion): each word is searched over
     the same fields and boosts and its score counts `weight` times, the text's own words once; a document
     that matches only an added word is found too (an expanded query is a disjunction).
@@ -143,6 +145,7 @@ class SearchEngine(Protocol):
     def get(
         self, alias: str, ids: Sequence[str], *, with_vectors: bool = False, version: int | None = None
     ) -> list[StoredDocument]: ...
+    def get_vectors(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> dict[str, Vector]: ...
     def count(self, alias: str, *, version: int | None = None) -> int: ...
     def copy_version(
         self, alias: str, source: int, target: int, *, progress: Callable[[int, int], bool] | None = None

@@ -52,6 +52,9 @@ class PinnedEngine:
     ) -> list[StoredDocument]:
         return self._engine.get(alias, ids, with_vectors=with_vectors, version=self._v(alias, version))
 
+    def get_vectors(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> dict[str, Vector]:
+        return self._engine.get_vectors(alias, ids, version=self._v(alias, version))
+
     def count(self, alias: str, *, version: int | None = None) -> int:
         return self._engine.count(alias, version=self._v(alias, version))
 

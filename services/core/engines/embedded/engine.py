@@ -212,6 +212,9 @@ class EmbeddedEngine:
             if (r := rows.get(i)) is not None
         ]
 
+    def get_vectors(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> dict[str, Vector]:
+        return self._version(alias, version).vectors_of(list(dict.fromkeys(ids)))
+
     def count(self, alias: str, *, version: int | None = None) -> int:
         return self._version(alias, version).store.count()
 

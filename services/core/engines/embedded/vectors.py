@@ -38,6 +38,13 @@ class VectorIndex:
             with self._lock:
                 self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), rows.astype(np.int64))
 
+    def reconstruct(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The stored vectors of these rows (every one must be in the index), one per row."""
+        if not len(rows):
+            return np.empty((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._index.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32)
+
     def search(self, query: Vector, k: int, allowed: Mask) -> list[tuple[int, float]]:
         """(row, cosine) of the k nearest allowed rows."""
         count = int(np.count_nonzero(allowed))

@@ -8,7 +8,7 @@ import functools
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,6 +115,14 @@ class VersionIndex:
             self.vectors.add(np.array(new_rows, dtype=np.int64), np.stack(new_vecs))
         self.applied_seq = changes[-1].seq
         self._mask_cache = {}
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, Vector]:
+        """The live vectors of these ids, from memory (the graph holds them): no store read, no parse. Under
+        the lock, so that a sync in another thread never pairs this id map with another graph."""
+        with self._lock:
+            found = [(i, row) for i in ids if (row := self.row_of.get(i)) is not None]
+            vecs = self.vectors.reconstruct(np.fromiter((r for _, r in found), dtype=np.int64, count=len(found)))
+        return {i: vecs[n] for n, (i, _) in enumerate(found)}
 
     def mask(self, flt: Filter | None) -> Mask:
         """The live rows the filter allows (read-only). The last few masks are kept until the next write:

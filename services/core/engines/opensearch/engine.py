@@ -283,6 +283,18 @@ class OpenSearchEngine:
         response = self._call(lambda: self._client.mget(index=index, body={"ids": unique}, _source_excludes=excludes))
         return [self._stored(d["_source"]) for d in response["docs"] if d.get("found")]
 
+    def get_vectors(self, alias: str, ids: Sequence[str], *, version: int | None = None) -> dict[str, Vector]:
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return {}
+        index = self._name(alias, version)
+        response = self._call(lambda: self._client.mget(index=index, body={"ids": unique}, _source_includes=["vector"]))
+        return {
+            d["_id"]: np.asarray(d["_source"]["vector"], dtype=np.float32)
+            for d in response["docs"]
+            if d.get("found") and d.get("_source", {}).get("vector") is not None
+        }
+
     @staticmethod
     def _stored(source: dict[str, Any]) -> StoredDocument:
         vector = source.get("vector")
