@@ -97,13 +97,14 @@ def build_ranking_service(
 ) -> RankingService:
     """At startup a model that cannot be served does not stop the service: it falls back to the fused order
     and says why (explain, GET /admin/model, the log). `vectors` reads the candidates' stored vectors for the
-    neighbour features (the engine's `get_vectors` on the served alias); without it they are missing."""
+    neighbour features (the engine's `get_vectors` on the served alias); without it, or with
+    `settings.neighbour_vectors` off, they are missing."""
     registry = build_registry(core, settings)
     extractor = FeatureExtractor(
         prf_docs=settings.prf_docs,
         prf_terms=settings.prf_terms,
         cache_items=settings.feature_cache_items,
-        vectors=vectors,
+        vectors=vectors if settings.neighbour_vectors else None,
     )
     feature_log = None
     if settings.feature_log.enabled:

@@ -39,6 +39,10 @@ class RankingSettings(BaseModel):
     # Items whose analysed texts the feature extractor keeps (about 4 KB each for short texts): the same items
     # come back query after query, and analysing them is most of the feature cost.
     feature_cache_items: int = Field(10_000, ge=0)
+    # Read the scored candidates' vectors for the neighbour features (one engine read per search: ~0.2 ms on
+    # the embedded engine, ~20 ms on the development machine's OpenSearch node). Off: those features are
+    # missing, which the shipped model was not trained for (docs/evaluation.md).
+    neighbour_vectors: bool = True
     feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
     # Serve a loaded model's trees as native code (lleaves), cached under `<data_dir>/compiled-models`: about
     # ten times LightGBM's predict. A model is compiled only where that reproduces LightGBM's scores.

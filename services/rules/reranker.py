@@ -253,7 +253,12 @@ class RulesReranker:
             if len(head) >= top_k:
                 break
         after = head + waiting + list(rest)
-        self._moved(c, entries, after, f"{c.rule.name}: at most {cap} per {fld} in the top {top_k}")
+        what = f"{c.rule.name}: at most {cap} per {fld} in the top {top_k}"
+        if len(head) < min(top_k, len(entries)):
+            # Every other candidate shares a value already at the cap (a list field can corner the greedy
+            # fill): the list stays whole, and the explanation says where the cap stops holding.
+            what += f" (met for the first {len(head)}: no other candidate fits)"
+        self._moved(c, entries, after, what)
         return after
 
     def _pin(self, c: CompiledRule, entries: list[_Entry], query: SearchQuery) -> list[_Entry]:

@@ -84,8 +84,7 @@ class EngineItems:
         return {d.item.id: d.item for d in self._engine.get(self._alias, list(ids))}
 
     def vectors(self, ids: Sequence[str]) -> Mapping[str, npt.NDArray[np.float32]]:
-        docs = self._engine.get(self._alias, list(ids), with_vectors=True)
-        return {d.item.id: d.vector for d in docs if d.vector is not None}
+        return self._engine.get_vectors(self._alias, list(ids))
 
 
 def build_rules(core: CoreSettings, settings: RulesSettings, engine: SearchEngine) -> tuple[RuleService, RulesReranker]:

@@ -133,10 +133,12 @@ def test_a_hidden_item_never_appears(api: Api) -> None:
 
 
 def test_a_diversity_cap_holds(api: Api) -> None:
+    # The top 5 can always meet the cap here; in the top 10 this genre-heavy catalog runs out of candidates
+    # whose genres are all below the cap (the rule then says so; tests/unit/test_rules.py).
     q = "crime thriller"
-    rule_id = api.rule(action="diversity", field="categories", max_per=3, top_k=10, when={"query": q})
+    rule_id = api.rule(action="diversity", field="categories", max_per=3, top_k=5, when={"query": q})
     try:
-        top = api.search(q, size=10)["items"]
+        top = api.search(q, size=5)["items"]
         counts: dict[str, int] = {}
         for hit in top:
             for c in hit["item"]["categories"]:
@@ -144,7 +146,7 @@ def test_a_diversity_cap_holds(api: Api) -> None:
         assert max(counts.values()) <= 3, counts
     finally:
         api.drop(rule_id)
-    before = api.search(q, size=10)["items"]
+    before = api.search(q, size=5)["items"]
     assert max(sum(c in h["item"]["categories"] for h in before) for c in ("Drama", "Crime", "Thriller")) > 3
 
 
@@ -232,7 +234,7 @@ def test_model_reload_under_load_drops_no_request_and_a_wrong_model_is_refused(a
         refused = api.admin.post("/admin/model/reload", json={"model": "tiny-wrong"})
         assert refused.status_code == 409
         message = refused.json()["detail"][0]["message"]
-        assert "tiny-wrong refused" in message and "missing ['available']" in message
+        assert "tiny-wrong refused" in message and f"missing ['{SEARCH_FEATURES.names[-1]}']" in message
         missing = api.admin.post("/admin/model/reload", json={"model": "no-such-model"})
         assert missing.status_code == 409 and "no model 'no-such-model'" in missing.text
         time.sleep(0.3)

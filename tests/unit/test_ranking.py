@@ -339,6 +339,26 @@ def test_a_model_with_another_feature_list_is_refused_with_the_reason(tmp_path: 
         good.load().check(SEARCH_FEATURES, {**FeatureExtractor().params, "prf_docs": 99})
 
 
+def test_the_service_reads_candidate_vectors_unless_told_not_to(tmp_path: Path) -> None:
+    core = CoreSettings(data_dir=tmp_path / "var")
+    off = FeatureLogSettings(enabled=False)
+    asked: list[int] = []
+
+    def lookup(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        asked.append(len(ids))
+        return {i: VECTORS[i] for i in ids if i in VECTORS}
+
+    for enabled in (True, False):
+        settings = RankingSettings(model="none", feature_log=off, neighbour_vectors=enabled)
+        service = build_ranking_service(core, settings, lookup)
+        scored = service.scorer.run(SearchQuery("wing"), fused(CANDIDATES))
+        row = next(c for c in scored if c.id == "d1")
+        assert row.features is not None
+        assert ("neighbour_minmax" in row.features) is enabled
+        service.close()
+    assert asked == [4]  # read once, by the service that was told to
+
+
 def test_the_service_refuses_a_bad_model_and_keeps_serving_the_old_one(
     tmp_path: Path, trained: tuple[str, ModelCard]
 ) -> None:

@@ -163,6 +163,15 @@ def test_diversity_on_a_list_field_counts_each_value(env: Env) -> None:
     assert env.ids()[:4] == ["i1", "i2", "i3", "i5"]
 
 
+def test_a_diversity_cap_no_candidate_can_meet_keeps_the_list_and_says_so(env: Env) -> None:
+    # brands: i1-i3 Acme, i4-i5 Zen, i6 Other: one per brand fills only three of the five places
+    env.add(action="diversity", field="brand", max_per=1, top_k=5)
+    out = env.reranker.run(SearchQuery("x"), scored())
+    assert [c.id for c in out] == ["i1", "i4", "i6", "i2", "i3", "i5"]  # nothing dropped
+    notes = [e.detail for c in out for e in c.effects if e.action == "diversity"]
+    assert notes and all("met for the first 3: no other candidate fits" in n for n in notes)
+
+
 def test_mmr_spreads_near_duplicates(env: Env) -> None:
     env.add(action="mmr", top_k=3, **{"lambda": 0.3})
     out = env.ids()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,7 +39,8 @@ from services.core.errors import EngineError, IndexNotFoundError, ValidationErro
 from services.core.filters import Filter
 from services.core.settings import CoreSettings
 
-_ENGINE_FIELDS = ("content_hash", "vector")
+_ENGINE_FIELDS = ("content_hash", "vector", "vector_bytes")
+_VECTOR_FIELDS = ["vector", "vector_bytes"]  # left out of every read that does not ask for vectors
 
 
 def _item(source: dict[str, Any]) -> Item:
@@ -221,9 +223,11 @@ class OpenSearchEngine:
             if problem:
                 result.failed.append(ItemFailure(doc.item.id, problem))
                 continue
+            vector = normalise(doc.vector).astype("<f4")
             source = doc.item.to_json() | {
                 "content_hash": doc.item.content_hash,
-                "vector": normalise(doc.vector).tolist(),
+                "vector": vector.tolist(),
+                "vector_bytes": base64.b64encode(vector.tobytes()).decode("ascii"),
             }
             actions[doc.item.id] = {
                 "_op_type": "index",
@@ -278,7 +282,7 @@ class OpenSearchEngine:
         unique = list(dict.fromkeys(ids))
         if not unique:
             return []
-        excludes = [] if with_vectors else ["vector"]
+        excludes = ["vector_bytes"] if with_vectors else _VECTOR_FIELDS
         index = self._name(alias, version)
         response = self._call(lambda: self._client.mget(index=index, body={"ids": unique}, _source_excludes=excludes))
         return [self._stored(d["_source"]) for d in response["docs"] if d.get("found")]
@@ -288,12 +292,27 @@ class OpenSearchEngine:
         if not unique:
             return {}
         index = self._name(alias, version)
-        response = self._call(lambda: self._client.mget(index=index, body={"ids": unique}, _source_includes=["vector"]))
-        return {
-            d["_id"]: np.asarray(d["_source"]["vector"], dtype=np.float32)
-            for d in response["docs"]
-            if d.get("found") and d.get("_source", {}).get("vector") is not None
-        }
+        response = self._call(
+            lambda: self._client.mget(index=index, body={"ids": unique}, stored_fields=["vector_bytes"], _source=False)
+        )
+        out: dict[str, Vector] = {}
+        unpacked: list[str] = []
+        for d in response["docs"]:
+            if not d.get("found"):
+                continue
+            packed = d.get("fields", {}).get("vector_bytes")
+            if packed:
+                out[d["_id"]] = np.frombuffer(base64.b64decode(packed[0]), dtype="<f4").astype(np.float32)
+            else:
+                unpacked.append(d["_id"])
+        if unpacked:  # written before versions kept the bytes: read the float array from the source (slow)
+            slow = self._call(
+                lambda: self._client.mget(index=index, body={"ids": unpacked}, _source_includes=["vector"])
+            )
+            for d in slow["docs"]:
+                if d.get("found") and d.get("_source", {}).get("vector") is not None:
+                    out[d["_id"]] = np.asarray(d["_source"]["vector"], dtype=np.float32)
+        return out
 
     @staticmethod
     def _stored(source: dict[str, Any]) -> StoredDocument:
@@ -358,8 +377,7 @@ class OpenSearchEngine:
         self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
     ) -> Iterator[list[StoredDocument]]:
         query: dict[str, Any] = {"query": {"match_all": {}}, "sort": ["_doc"]}
-        if not with_vectors:
-            query["_source"] = {"excludes": ["vector"]}
+        query["_source"] = {"excludes": ["vector_bytes"] if with_vectors else _VECTOR_FIELDS}
         batch: list[StoredDocument] = []
         for hit in helpers.scan(
             self._client,
@@ -379,7 +397,7 @@ class OpenSearchEngine:
     # ---- queries -------------------------------------------------------------------------------------
 
     def _search(self, index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        body["_source"] = {"excludes": ["vector"]}
+        body["_source"] = {"excludes": _VECTOR_FIELDS}
         response = self._call(lambda: self._client.search(index=index, body=body))
         shards = response.get("_shards", {})
         if shards.get("failed"):
