@@ -294,11 +294,15 @@ def evaluate_cranfield(
                 tuned: bool,
                 also: MemoGenerator | None = None,
                 seed: int | None = None,
+                without_vectors: bool = False,
             ) -> SystemResult:
-                """Cross-validated by query; recorded among the systems unless a `seed` replaces the default."""
+                """Cross-validated by query; recorded among the systems unless a `seed` replaces the default.
+                `without_vectors` also serves the same models with the neighbour features missing (what a
+                deployment that turns the vector read off gets)."""
                 runs: dict[MemoGenerator, Run] = {gen: {}}
                 if also is not None:
                     runs[also] = {}
+                blind: Run = {}
                 for k, held_out in enumerate(splits):
                     held = set(held_out)
                     train_keys = [q.key for q in training.queries if q.key not in held]
@@ -321,12 +325,17 @@ def evaluate_cranfield(
                     scorer = LambdaRankScorer(ModelSlot(fold_model), extractor, window=window)
                     for g, run in runs.items():
                         run.update(run_system("ltr", RRFFuser(60), scorer, None, held_out, g))
+                    if without_vectors:
+                        no_vectors = LambdaRankScorer(ModelSlot(fold_model), FeatureExtractor(), window=window)
+                        blind.update(run_system("ltr", RRFFuser(60), no_vectors, None, held_out, gen))
                 result = measure(name, runs[gen], qrels)
                 if seed is not None:
                     return result
                 systems.append(result)
                 if also is not None:
                     systems.append(measure(f"{name}, served without PRF", runs[also], qrels))
+                if without_vectors:
+                    systems.append(measure(f"{name}, served without the neighbour vectors", blind, qrels))
                 return result
 
             ts_plain, ts_plain_all = training_sets(plain_generator, "", known=True)
@@ -340,7 +349,7 @@ def evaluate_cranfield(
                 False,
             )
             prf_ltr = f"hybrid + PRF, RRF + LambdaRank ({folds}-fold CV)"
-            cv_system(prf_ltr, ts, feedback_generator, False)
+            cv_system(prf_ltr, ts, feedback_generator, False, without_vectors=True)
             # LightGBM's seed (row and feature bagging) alone moves this row by about as much as one feature
             # does: the same system with other seeds, so that a difference can be read against that spread.
             spread = [cv_system(prf_ltr, ts, feedback_generator, False, seed=s) for s in seeds]

@@ -41,7 +41,8 @@ class RankingSettings(BaseModel):
     feature_cache_items: int = Field(10_000, ge=0)
     # Read the scored candidates' vectors for the neighbour features (one engine read per search: ~0.2 ms on
     # the embedded engine, ~20 ms on the development machine's OpenSearch node). Off: those features are
-    # missing, which the shipped model was not trained for (docs/evaluation.md).
+    # missing, which the shipped model was not trained for: 0.440 instead of 0.471 nDCG@10 on Cranfield
+    # (docs/evaluation.md); `trawl train` with it off trains a model that does not expect them.
     neighbour_vectors: bool = True
     feature_log: FeatureLogSettings = Field(default_factory=FeatureLogSettings)
     # Serve a loaded model's trees as native code (lleaves), cached under `<data_dir>/compiled-models`: about

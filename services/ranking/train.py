@@ -530,7 +530,8 @@ def _judged_rows(settings: ApiSettings, queries: Mapping[str, str], qrels: Qrels
     extractor = FeatureExtractor(
         prf_docs=rs.prf_docs,
         prf_terms=rs.prf_terms,
-        vectors=lambda ids: engine.get_vectors(settings.index_alias, ids),  # as the API's scorer reads them
+        # as the API's scorer reads them: a deployment that turns the read off trains a model without them
+        vectors=(lambda ids: engine.get_vectors(settings.index_alias, ids)) if rs.neighbour_vectors else None,
     )
     embedder = SentenceTransformerEmbedder(settings.embedding) if settings.load_model else None
     search = build_search_services(settings, settings.search, engine, embedder)
