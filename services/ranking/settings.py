@@ -40,7 +40,7 @@ class RankingSettings(BaseModel):
     # come back query after query, and analysing them is most of the feature cost.
     feature_cache_items: int = Field(10_000, ge=0)
     # Read the scored candidates' vectors for the neighbour features (one engine read per search: ~0.2 ms on
-    # the embedded engine, ~20 ms on the development machine's OpenSearch node). Off: those features are
+    # the embedded engine, 20-70 ms on the development machine's OpenSearch node). Off: those features are
     # missing, which the shipped model was not trained for: 0.440 instead of 0.471 nDCG@10 on Cranfield
     # (docs/evaluation.md); `trawl train` with it off trains a model that does not expect them.
     neighbour_vectors: bool = True
