@@ -497,8 +497,9 @@ def train(
     from services.ranking.registry import build_registry
 
     rs = settings.ranking
-    extractor = FeatureExtractor(prf_docs=rs.prf_docs, prf_terms=rs.prf_terms)
     if interactions is not None:
+        # the logged rows carry their features: the extractor only says which list and parameters they are
+        extractor = FeatureExtractor(prf_docs=rs.prf_docs, prf_terms=rs.prf_terms)
         labels = read_interactions(interactions)
         records = read_records(build_sink(settings, rs.feature_log))
         ts = rows_from_feature_log(
