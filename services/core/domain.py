@@ -117,7 +117,7 @@ def _has_control_chars(text: str) -> bool:
 class Item(BaseModel):
     """One catalog item as the platform stores it. Construct with `Item.parse(...)` to get typed errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     title: str = ""

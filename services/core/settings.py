@@ -51,6 +51,8 @@ class EmbeddedSettings(BaseModel):
     exact_search_below: int = 4096
     # Rebuild the vector graph when this share of its entries are superseded or deleted.
     compact_dead_ratio: float = 0.3
+    # Parsed items kept per open version (about 3 KB each): each keystroke of a word reads the same ones again.
+    parsed_items: int = Field(8192, ge=0)
 
 
 class BlobSettings(BaseModel):

@@ -81,12 +81,16 @@ class CachingEmbedder:
         with self._lock:
             if self._closed or not self._maxsize or text in self._entries:
                 return
-            self._wanted = text
-            self._start_at = time.monotonic() + idle_s
+            waiting, self._wanted = self._wanted, text
+            start_at, self._start_at = self._start_at, time.monotonic() + idle_s
             if self._worker is None:
                 self._worker = threading.Thread(target=self._warm, name="query-vector-warmer", daemon=True)
                 self._worker.start()
-            self._wake.notify()
+            # A worker already waiting for a text sleeps until its start time. When that time only moves later
+            # (the next keystroke of a burst), waking it would cost a thread switch on the request's core and
+            # nothing else: it wakes at the old time, sees the new one and sleeps again.
+            if waiting is None or self._start_at < start_at:
+                self._wake.notify()
 
     def _warm(self) -> None:
         while True:

@@ -209,3 +209,26 @@ def test_kept_filter_masks_follow_every_write(tmp_path: Path) -> None:
     assert found() == {f"item-{i}" for i in range(10)} - {"item-3", "item-4"}
     engine.upsert("items", [doc(11, "Cached mask film", available=True)])
     assert "item-11" in found()
+
+
+def test_a_parsed_item_is_handed_out_again_until_its_row_is_superseded(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(1, "Kept voyage"), doc(2, "Other voyage")])
+    first = {h.id: h.item for h in engine.keyword_search("items", "voyage", k=5)}
+    again = {h.id: h.item for h in engine.prefix_suggest("items", "voy", k=5)}
+    assert again["item-1"] is first["item-1"]  # parsed once, for the keyword query
+    engine.upsert("items", [doc(1, "Renamed voyage")])  # a new row for item-1
+    after = {h.id: h.item for h in engine.keyword_search("items", "voyage", k=5)}
+    assert after["item-1"].title == "Renamed voyage" and after["item-2"] is first["item-2"]
+    engine.delete("items", ["item-2"])
+    assert [h.id for h in engine.keyword_search("items", "voyage", k=5)] == ["item-1"]
+
+
+def test_no_parsed_item_is_kept_when_the_cache_is_off(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, parsed_items=0)
+    v = engine.create_version("items", dimension=DIM, model_id="m")
+    engine.point_alias("items", v.version)
+    engine.upsert("items", [doc(1, "Kept voyage")])
+    (one,) = engine.keyword_search("items", "voyage", k=5)
+    (two,) = engine.keyword_search("items", "voyage", k=5)
+    assert one.item == two.item and one.item is not two.item

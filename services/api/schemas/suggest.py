@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.schemas.common import FILTER_DESCRIPTION, QueryText
 from services.api.schemas.search import LegOut
-from services.core.domain import AttributeValue, Item
+from services.core.domain import AttributeValue
 from services.search.suggest import MAX_SUGGEST_SIZE, SuggestResult
 
 
@@ -36,10 +36,6 @@ class ItemSummary(BaseModel):
     published_at: datetime | None
     attributes: dict[str, AttributeValue]
 
-    @classmethod
-    def of(cls, item: Item) -> ItemSummary:
-        return cls.model_validate(item.model_dump(include=set(cls.model_fields)))
-
 
 class CompletionOut(BaseModel):
     text: str = Field(description="A completed query, lower-cased, cut from a matching title.")
@@ -62,13 +58,17 @@ class SuggestResponse(BaseModel):
 
     @classmethod
     def from_result(cls, result: SuggestResult) -> SuggestResponse:
-        return cls(
-            query_id=uuid.UUID(result.query_id),
-            q=result.text,
-            completions=[CompletionOut(text=c.text, score=c.score) for c in result.completions],
-            items=[
-                SuggestItemOut(id=i.id, score=i.score, sources=list(i.sources), item=ItemSummary.of(i.item))
-                for i in result.items
-            ],
-            legs=[LegOut.of(leg) for leg in result.legs],
+        # One validation pass over plain data, each item read by attribute: building every nested model on its
+        # own (and each summary by dumping its item first) cost about twice as much per keystroke.
+        return cls.model_validate(
+            {
+                "query_id": result.query_id,
+                "q": result.text,
+                "completions": [{"text": c.text, "score": c.score} for c in result.completions],
+                "items": [
+                    {"id": i.id, "score": i.score, "sources": list(i.sources), "item": i.item} for i in result.items
+                ],
+                "legs": [{"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped} for g in result.legs],
+            },
+            from_attributes=True,
         )

@@ -294,13 +294,19 @@ class EmbeddedEngine:
 
     def _hits(self, index: VersionIndex, found: list[tuple[int, float]]) -> list[Hit]:
         # The sources are read now (one query, and the revision the search saw), but each is parsed and
-        # validated only when someone reads that hit's item: most of a 200-hit leg never is.
+        # validated only when someone reads that hit's item: most of a 200-hit leg never is. An item parsed
+        # for an earlier query is handed over as it is (a row's source never changes).
         sources = index.store.sources_by_rows([row for row, _ in found])
         hits = []
         for row, score in found:
             entry = sources.get(row)
-            if entry is not None:  # a row superseded since the search started is skipped, never resurfaced
-                hits.append(Hit(entry[0], score, load=partial(Item.model_validate_json, entry[1])))
+            if entry is None:  # a row superseded since the search started is skipped, never resurfaced
+                continue
+            item = index.items.get(row)
+            if item is not None:
+                hits.append(Hit(entry[0], score, item))
+            else:
+                hits.append(Hit(entry[0], score, load=partial(index.items.parse, row, entry[1])))
         return hits
 
     def close(self) -> None:

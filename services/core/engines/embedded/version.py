@@ -17,6 +17,7 @@ import numpy as np
 from services.core.domain import FieldKind, Item
 from services.core.engines.base import Vector
 from services.core.engines.embedded.columns import FilterColumns, Mask
+from services.core.engines.embedded.items import ParsedItems
 from services.core.engines.embedded.store import DocStore, Revision
 from services.core.engines.embedded.text import TextIndex
 from services.core.engines.embedded.vectors import VectorIndex
@@ -44,6 +45,7 @@ class VersionIndex:
         self._lock = threading.RLock()
         self.store = DocStore(folder / "store.sqlite")
         self.text = TextIndex(folder / "text")
+        self.items = ParsedItems(settings.parsed_items)
         self._load()
 
     def _load(self) -> None:
