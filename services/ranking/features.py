@@ -457,11 +457,17 @@ class FeatureExtractor:
         and the best of them. Further down the list, where a candidate seldom reaches the page, both are NaN."""
         n = len(cands)
         out = {"neighbour_minmax": np.full(n, NAN), "neighbour_max_minmax": np.full(n, NAN)}
-        ids = [c.id for c in cands[:NEIGHBOUR_POOL]]
+        pool = cands[:NEIGHBOUR_POOL]
+        ids = [c.id for c in pool]
         if self._vectors is None or len(ids) < 2:
             return out
+        # Vectors that came with the hits (OpenSearch fetches them with the source) are used as they are;
+        # only the others are asked of the engine.
+        found: dict[str, npt.NDArray[np.float32]] = {c.id: v for c in pool if (v := c.vector) is not None}
+        missing = [i for i in ids if i not in found]
         try:
-            found = self._vectors(ids)
+            if missing:
+                found.update(self._vectors(missing))
         except Exception:  # the features go missing for this request; the model still scores the rest
             log.exception("reading the candidates' vectors failed; neighbour features are missing")
             return out

@@ -206,7 +206,11 @@ class RulesReranker:
         pool = entries[: min(len(entries), 3 * top_k)]
         if top_k < 2 or self._vectors is None:
             return entries
-        found = self._vectors([e.id for e in pool])
+        # vectors that came with the hits first (see Hit.vector); the engine is asked only for the others
+        found = {e.id: v for e in pool if (v := e.scored.candidate.vector) is not None}
+        missing = [e.id for e in pool if e.id not in found]
+        if missing:
+            found.update(self._vectors(missing))
         dim = next((v.shape[0] for v in found.values()), 0)
         if dim == 0:
             return entries

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from services.core.domain import Item
-from services.core.engines.base import Hit
+from services.core.engines.base import Hit, Vector
 from services.core.filters import Filter
 
 Mode = Literal["hybrid", "keyword", "vector"]
@@ -67,6 +67,12 @@ class Candidate:
     def item(self) -> Item:
         held = self.held
         return held if isinstance(held, Item) else held.item
+
+    @property
+    def vector(self) -> Vector | None:
+        """The item's vector if the engine returned it with the hit, else None (ask the engine for it)."""
+        held = self.held
+        return held.vector if isinstance(held, Hit) else None
 
     @property
     def sources(self) -> tuple[str, ...]:

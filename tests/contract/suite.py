@@ -167,6 +167,17 @@ class EngineContract:
         self.write(engine, alias, [Document(doc(1).item.model_copy(update={"version": 2}), vec(77))])
         assert np.allclose(engine.get_vectors(alias, ["item-1"])["item-1"], vec(77), atol=1e-5)
 
+    def test_a_vector_that_comes_with_a_hit_is_the_stored_one(self, engine: SearchEngine, alias: str) -> None:
+        """An engine may hand a hit's vector over with it (Hit.vector); when it does, it is the item's
+        current vector, as get_vectors reads it."""
+        self.write(engine, alias, [doc(i, title) for i, title in enumerate(TITLES)])
+        self.write(engine, alias, [Document(doc(1, TITLES[1]).item.model_copy(update={"version": 2}), vec(77))])
+        hits = [*engine.keyword_search(alias, "the", k=10), *engine.vector_search(alias, vec(77), k=5)]
+        carried = {h.id: h.vector for h in hits if h.vector is not None}
+        stored = engine.get_vectors(alias, list(carried))
+        for id_, v in carried.items():
+            assert v.dtype == np.float32 and np.allclose(v, stored[id_], atol=1e-6)
+
     def test_update_replaces(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(1, "Original zebra title"), doc(2)])
         newer = Document(doc(1, "Replacement walrus title").item.model_copy(update={"version": 2}), vec(99))

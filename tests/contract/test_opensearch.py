@@ -40,3 +40,16 @@ class TestOpenSearchEngine(EngineContract):
         # searches and plain reads never carry the bytes into an item
         (stored,) = engine.get(alias, ["item-1"], with_vectors=True)
         assert stored.vector is not None and stored.item.id == "item-1"
+
+    def test_retrieval_hits_carry_their_stored_vectors_and_suggest_hits_do_not(
+        self, engine: OpenSearchEngine, alias: str
+    ) -> None:
+        """Adapter-specific: the keyword and vector legs fetch each hit's stored bytes with its source, so that
+        scoring needs no second read; suggest, which never scores by vector, does not pay for them."""
+        self.write(engine, alias, [doc(1, "Vector walrus one"), doc(2, "Vector walrus two")])
+        for hits in (engine.keyword_search(alias, "walrus", k=5), engine.vector_search(alias, vec(2), k=2)):
+            assert {h.id for h in hits} == {"item-1", "item-2"}
+            for h in hits:
+                assert h.vector is not None and np.allclose(h.vector, vec(int(h.id[-1])), atol=1e-6)
+                assert h.item.title.startswith("Vector walrus")  # the source still comes with it
+        assert all(h.vector is None for h in engine.prefix_suggest(alias, "vector wal", k=5))

@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from services.core.domain import Item
+from services.core.engines.base import Hit
 from services.core.settings import BlobSettings, CoreSettings
 from services.core.storage import LocalBlobStore, S3BlobStore
 from services.ranking.feature_log import BlobFeatureSink, FeatureLogger, LocalFeatureSink, read_records
@@ -127,6 +129,32 @@ def test_neighbour_features_read_the_fused_scores_of_the_nearest_candidates() ->
             assert f["d1"]["neighbour_max_minmax"] == pytest.approx(max(fused_of["d4"], fused_of["d2"]), abs=1e-6)
         assert "neighbour_minmax" not in f["d3"] and "neighbour_max_minmax" not in f["d3"]  # no vector: NaN
     assert asked[0] == [c.id for c in cands]  # one read for the request's candidates
+
+
+def test_neighbour_features_use_the_vectors_that_came_with_the_hits_and_ask_only_for_the_rest() -> None:
+    asked: list[list[str]] = []
+
+    def lookup(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        asked.append(list(ids))
+        return {i: VECTORS[i] for i in ids if i in VECTORS}
+
+    # d1 and d4 came from an engine that fetched their vectors with the hits; d2 and d3 did not
+    held = {
+        it.id: Hit(it.id, 1.0, it, unpack=(lambda v=VECTORS[it.id]: v) if it.id in ("d1", "d4") else None)
+        for it, _, _ in CANDIDATES
+    }
+    cands = RRFFuser().run([Candidate(it.id, held[it.id], sc, rk) for it, sc, rk in CANDIDATES])
+    m = FeatureExtractor(clock=lambda: NOW, vectors=lookup, neighbours=1).run(SearchQuery("wing"), cands)
+    assert sorted(asked[0]) == ["d2", "d3"]  # one read, for the two without a vector
+    f = {i: m.row(n) for n, i in enumerate(m.ids)}
+    assert f["d1"]["neighbour_minmax"] == pytest.approx(f["d4"]["minmax_fused"], abs=1e-6)
+    assert f["d2"]["neighbour_max_minmax"] == pytest.approx(f["d1"]["minmax_fused"], abs=1e-6)
+    asked.clear()
+    vector_of = {it.id: VECTORS.get(it.id, VECTORS["d2"]) for it, _, _ in CANDIDATES}
+    every = {it.id: Hit(it.id, 1.0, it, unpack=partial(vector_of.__getitem__, it.id)) for it, _, _ in CANDIDATES}
+    cands = RRFFuser().run([Candidate(it.id, every[it.id], sc, rk) for it, sc, rk in CANDIDATES])
+    FeatureExtractor(clock=lambda: NOW, vectors=lookup).run(SearchQuery("wing"), cands)
+    assert asked == []  # every vector came with its hit: no read at all
 
 
 def test_neighbour_features_are_missing_without_vectors_and_a_failed_read_costs_only_them() -> None:

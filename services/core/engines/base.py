@@ -40,16 +40,26 @@ class StoredDocument:
 
 
 class Hit:
-    """One result of a query: the id, the engine's raw score, and the stored item.
+    """One result of a query: the id, the engine's raw score, the stored item, and the item's vector when the
+    engine had it at hand for free.
 
     An engine may hand the item over unparsed (`load`): a retrieval leg returns a few hundred hits, while
     scoring reads a window of them and a page shows ten. The item is then built the first time it is read.
+    `vector` is None unless the engine fetched it with the hit (OpenSearch reads it in the same fetch as the
+    source, so a scorer that needs the candidates' vectors saves a second round trip); `unpack` builds it
+    when first read, the same way as `load`.
     """
 
-    __slots__ = ("_item", "_load", "id", "score")
+    __slots__ = ("_item", "_load", "_unpack", "_vector", "id", "score")
 
     def __init__(
-        self, id: str, score: float, item: Item | None = None, *, load: Callable[[], Item] | None = None
+        self,
+        id: str,
+        score: float,
+        item: Item | None = None,
+        *,
+        load: Callable[[], Item] | None = None,
+        unpack: Callable[[], Vector] | None = None,
     ) -> None:
         if (item is None) == (load is None):
             raise ValueError("a Hit needs either its item or a way to load it")
@@ -57,6 +67,8 @@ class Hit:
         self.score = score
         self._item = item
         self._load = load
+        self._vector: Vector | None = None
+        self._unpack = unpack
 
     @property
     def item(self) -> Item:
@@ -67,6 +79,14 @@ class Hit:
             item = self._item = self._load()
             self._load = None
         return item
+
+    @property
+    def vector(self) -> Vector | None:
+        vector = self._vector
+        if vector is None and self._unpack is not None:
+            vector = self._vector = self._unpack()
+            self._unpack = None
+        return vector
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Hit):
