@@ -30,7 +30,7 @@ def build_client(settings: OpenSearchSettings) -> OpenSearch:
         ca_certs=str(settings.ca_certs) if settings.ca_certs else None,
         timeout=settings.timeout_s,
         max_retries=0,  # retries happen in `retrying`, with backoff, not in the transport
-        http_compress=True,
+        http_compress=settings.http_compress,
     )
 
 
