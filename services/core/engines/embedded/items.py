@@ -42,6 +42,3 @@ class ParsedItems:
                 if len(self._entries) > self._maxsize:
                     self._entries.popitem(last=False)
         return item
-
-    def __len__(self) -> int:
-        return len(self._entries)
