@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -32,11 +32,18 @@ import numpy as np
 import numpy.typing as npt
 
 from services.ranking.text import AnalysedText, Analyser, Ids, pair_key
-from services.search.types import KEYWORD, VECTOR, Candidate, FusedCandidate, SearchQuery
+from services.search.types import (
+    KEYWORD,
+    VECTOR,
+    Candidate,
+    FusedCandidate,
+    SearchQuery,
+    VectorLookup,
+    candidate_vectors,
+)
 
 Matrix = npt.NDArray[np.float32]
 Floats = npt.NDArray[np.float64]
-VectorLookup = Callable[[Sequence[str]], Mapping[str, npt.NDArray[np.float32]]]
 NAN = float("nan")
 log = logging.getLogger(__name__)
 
@@ -461,13 +468,8 @@ class FeatureExtractor:
         ids = [c.id for c in pool]
         if self._vectors is None or len(ids) < 2:
             return out
-        # Vectors that came with the hits (OpenSearch fetches them with the source) are used as they are;
-        # only the others are asked of the engine.
-        found: dict[str, npt.NDArray[np.float32]] = {c.id: v for c in pool if (v := c.vector) is not None}
-        missing = [i for i in ids if i not in found]
         try:
-            if missing:
-                found.update(self._vectors(missing))
+            found = candidate_vectors(pool, self._vectors)
         except Exception:  # the features go missing for this request; the model still scores the rest
             log.exception("reading the candidates' vectors failed; neighbour features are missing")
             return out

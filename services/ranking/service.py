@@ -10,11 +10,12 @@ from pathlib import Path
 
 from services.core.settings import CoreSettings
 from services.ranking.feature_log import FeatureLogger, build_sink
-from services.ranking.features import FeatureExtractor, VectorLookup
+from services.ranking.features import FeatureExtractor
 from services.ranking.model import ModelCard, ModelError, ModelRefused, RankingModel
 from services.ranking.registry import NONE, ModelRegistry, build_registry
 from services.ranking.scorer import LambdaRankScorer, ModelSlot, RankingMetrics, SlotState
 from services.ranking.settings import RankingSettings
+from services.search.types import VectorLookup
 
 log = logging.getLogger(__name__)
 

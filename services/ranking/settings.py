@@ -39,8 +39,9 @@ class RankingSettings(BaseModel):
     # Items whose analysed texts the feature extractor keeps (about 4 KB each for short texts): the same items
     # come back query after query, and analysing them is most of the feature cost.
     feature_cache_items: int = Field(10_000, ge=0)
-    # Read the scored candidates' vectors for the neighbour features (one engine read per search: ~0.2 ms on
-    # the embedded engine, 20-70 ms on the development machine's OpenSearch node). Off: those features are
+    # Use the scored candidates' vectors for the neighbour features: OpenSearch returns them with the hits (5-15
+    # ms more per 200-hit leg at 100k items), the embedded engine copies them from its graph (~0.2 ms for 100);
+    # only candidates without one cost an engine read. Off: those features are
     # missing, which the shipped model was not trained for: 0.440 instead of 0.471 nDCG@10 on Cranfield
     # (docs/evaluation.md); `trawl train` with it off trains a model that does not expect them.
     neighbour_vectors: bool = True

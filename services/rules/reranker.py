@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-import numpy.typing as npt
 
 from services.core.domain import CatalogSchema, Item
 from services.core.filters import Filter, parse_filter
@@ -39,12 +38,13 @@ from services.search.types import (
     RuleEffect,
     ScoredCandidate,
     SearchQuery,
+    VectorLookup,
+    candidate_vectors,
 )
 
 log = logging.getLogger(__name__)
 
 ItemLookup = Callable[[Sequence[str]], Mapping[str, Item]]
-VectorLookup = Callable[[Sequence[str]], Mapping[str, npt.NDArray[np.float32]]]
 
 
 @dataclass(frozen=True)
@@ -206,11 +206,7 @@ class RulesReranker:
         pool = entries[: min(len(entries), 3 * top_k)]
         if top_k < 2 or self._vectors is None:
             return entries
-        # vectors that came with the hits first (see Hit.vector); the engine is asked only for the others
-        found = {e.id: v for e in pool if (v := e.scored.candidate.vector) is not None}
-        missing = [e.id for e in pool if e.id not in found]
-        if missing:
-            found.update(self._vectors(missing))
+        found = candidate_vectors([e.scored.candidate for e in pool], self._vectors)
         dim = next((v.shape[0] for v in found.values()), 0)
         if dim == 0:
             return entries

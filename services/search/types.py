@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +81,20 @@ class Candidate:
     def merged(self, other: Candidate) -> Candidate:
         """The same item seen by another retriever: one candidate with both retrievers' scores and ranks."""
         return Candidate(self.id, self.held, {**self.scores, **other.scores}, {**self.ranks, **other.ranks})
+
+
+# Stored vectors by id, for the ids given (the engine's `get_vectors` on the served index); missing ids absent.
+VectorLookup = Callable[[Sequence[str]], Mapping[str, Vector]]
+
+
+def candidate_vectors(cands: Sequence[Candidate], lookup: VectorLookup) -> dict[str, Vector]:
+    """The candidates' vectors: those that came with their hits (OpenSearch fetches them with the source) as
+    they are, and only the others asked of `lookup`, in one call."""
+    found = {c.id: v for c in cands if (v := c.vector) is not None}
+    missing = [c.id for c in cands if c.id not in found]
+    if missing:
+        found.update(lookup(missing))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
