@@ -66,7 +66,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     from services.api.settings import ApiSettings
 
     settings = ApiSettings(host=host, port=port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=settings.access_log)
 
 
 @app.command()

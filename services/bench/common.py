@@ -63,6 +63,23 @@ class Latency:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
+def p99_ratio_interval(
+    numerator_ms: Sequence[float], denominator_ms: Sequence[float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """5th and 95th percentiles of p99(numerator) / p99(denominator) over bootstrap resamples of each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    num, den = np.asarray(numerator_ms, dtype=np.float64), np.asarray(denominator_ms, dtype=np.float64)
+    if not len(num) or not len(den):
+        return float("nan"), float("nan")
+    ratios = np.empty(resamples)
+    for i in range(resamples):
+        ratios[i] = np.percentile(rng.choice(num, len(num)), 99) / np.percentile(rng.choice(den, len(den)), 99)
+    low, high = np.percentile(ratios, [5, 95])
+    return float(low), float(high)
+
+
 # ---- progress --------------------------------------------------------------------------------------------
 
 

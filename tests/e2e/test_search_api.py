@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -68,6 +69,7 @@ class Live:
     alias: str
     items: dict[str, Item]
     client: httpx.Client
+    settings: ApiSettings
 
     def id_of(self, title: str) -> str:
         return next(i.id for i in self.items.values() if i.title == title)
@@ -118,7 +120,7 @@ def live(
             Server(create_app(settings, embedder=embedder)) as server,
             httpx.Client(base_url=server.url, timeout=30) as client,
         ):
-            yield Live(server.url, engine, alias, {d.item.id: d.item for d in documents}, client)
+            yield Live(server.url, engine, alias, {d.item.id: d.item for d in documents}, client, settings)
     finally:
         engine.drop_alias(alias)
         engine.close()
@@ -242,6 +244,61 @@ def test_suggest_never_shows_unavailable_items_nor_duplicates(live: Live) -> Non
     dup = live.ok("/v1/suggest", q="duplicate da", size=10)
     assert len([i for i in dup["items"] if i["id"].startswith("syn-dup")]) == 1
     assert [c["text"] for c in dup["completions"]].count("duplicate dawn") == 1
+
+
+KEYSTROKES = [
+    "q=incep",
+    "q=the%20dark%20knigt%20ri",
+    "q=intersteller&size=3&completions=1",
+    "q=duplicate%20da&size=10",
+    "q=am%C3%A9l",
+    "q=the&filter=" + quote(json.dumps({"term": {"categories": "Animation"}})),
+    "q=",
+    "q=%20%20",
+    "q=ab&size=51",
+    "q=ab&sise=1",
+    "q=ab&q=incep",
+    "q=ab&filter=%7Bnot%20json",
+    "q=ab&filter=" + quote(json.dumps({"exists": "colour"})),
+    "size=3",
+]
+
+
+def _comparable(response: httpx.Response) -> tuple[int, Any]:
+    body = response.json()
+    if response.status_code == 200:  # a fresh query id each time, and the legs' own times
+        body.pop("query_id")
+        for leg in body["legs"]:
+            leg.pop("ms")
+    return response.status_code, body
+
+
+def test_suggest_keystroke_path_answers_as_the_fastapi_route(live: Live, embedder: SentenceTransformerEmbedder) -> None:
+    """The same requests to a server with the keystroke path in front of FastAPI (the default) and to one with
+    that path off (every request through the route): the same statuses, answers and errors, field by field.
+    The suggest vector leg is off in both: whether it runs depends on each server's cache of query vectors."""
+    if live.settings.engine != "embedded":
+        pytest.skip("the keystroke path serves the embedded engine only (services/api/keystroke.py)")
+    search = live.settings.search.model_copy(
+        update={"suggest": live.settings.search.suggest.model_copy(update={"vector_min_chars": 10_000})}
+    )
+    on = live.settings.model_copy(update={"search": search})
+    off = on.model_copy(update={"suggest_fast_path": False})
+    assert on.suggest_fast_path
+    with (
+        Server(create_app(on, embedder=embedder)) as fast_server,
+        Server(create_app(off, embedder=embedder)) as routed_server,
+        httpx.Client(base_url=fast_server.url, timeout=30) as fast_client,
+        httpx.Client(base_url=routed_server.url, timeout=30) as routed_client,
+    ):
+        statuses = set()
+        for query in KEYSTROKES:
+            fast = fast_client.get("/v1/suggest?" + query)
+            routed = routed_client.get("/v1/suggest?" + query)
+            assert fast.headers["content-type"] == routed.headers["content-type"], query
+            assert _comparable(fast) == _comparable(routed), query
+            statuses.add(fast.status_code)
+        assert statuses == {200, 422}
 
 
 def test_suggest_skips_the_vector_leg_for_two_characters(live: Live) -> None:
