@@ -31,6 +31,9 @@ from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
+# The cyclic GC's thresholds in the API process (see the lifespan); the query benchmark's process uses them too.
+GC_THRESHOLDS = (10_000, 20, 10)
+
 DESCRIPTION = """
 Hybrid search (BM25 and vector retrieval side by side, fused, scored, re-ranked), search-as-you-type and
 similar items over one catalog. Every search answer carries a `query_id` to quote when reporting interactions.
@@ -47,7 +50,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         # A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's
         # full passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at
         # 100k items). Ten times fewer passes; the embedded engine freezes its index state on load as well.
-        gc.set_threshold(10_000, 20, 10)
+        gc.set_threshold(*GC_THRESHOLDS)
         app.state.settings = settings
         app.state.engine = build_engine(settings)
         app.state.ingest_ledger = ledger_for(settings)

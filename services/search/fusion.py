@@ -23,15 +23,10 @@ def _weights_text(weights: Mapping[str, float]) -> str:
 
 def rank_fused(candidates: Sequence[Candidate], scores: Sequence[float]) -> list[FusedCandidate]:
     """Order candidates by fused score (ties as the module says) and number them from 1."""
-    order = sorted(
-        range(len(candidates)),
-        key=lambda i: (
-            -scores[i],
-            -len(candidates[i].ranks),
-            min(candidates[i].ranks.values(), default=0),
-            candidates[i].id,
-        ),
-    )
+    keys = [
+        (-s, -len(c.ranks), min(c.ranks.values(), default=0), c.id) for c, s in zip(candidates, scores, strict=True)
+    ]
+    order = sorted(range(len(candidates)), key=keys.__getitem__)
     return [FusedCandidate(candidates[i], float(scores[i]), rank) for rank, i in enumerate(order, start=1)]
 
 

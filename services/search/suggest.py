@@ -86,20 +86,34 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     return int(OSA.distance(a, b, score_cutoff=limit))
 
 
-def _word_matches(token: str, word: str, is_prefix: bool) -> bool:
-    if is_prefix and token.startswith(word):
+def _word_matches(token: str, word: str, is_prefix: bool, allowed: int) -> bool:
+    if token == word or (is_prefix and token.startswith(word)):
         return True
-    if token == word:
-        return True
-    allowed = fuzzy_distance(word)
-    return allowed > 0 and edit_distance(word, token, allowed) <= allowed
+    # Lengths further apart than the edits allowed cannot match (an edit changes the length by one at most):
+    # most title words fail here, without a call into rapidfuzz.
+    if not allowed or abs(len(token) - len(word)) > allowed:
+        return False
+    return edit_distance(word, token, allowed) <= allowed
+
+
+@dataclass(frozen=True, slots=True)
+class TitleWords:
+    """A title's words, lower-cased, and for each the last word of its clause (a colon, comma, bracket or
+    dash ends a clause)."""
+
+    words: tuple[str, ...]
+    clause_end: tuple[int, ...]
 
 
 @lru_cache(maxsize=8192)
-def title_tokens(title: str) -> tuple[tuple[str, int, int], ...]:
-    """A title's words, lower-cased, with where each sits in it. Kept: each keystroke of a word meets the
-    same titles again."""
-    return tuple((m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(title))
+def title_words(title: str) -> TitleWords:
+    """Kept per title: each keystroke of a word meets the same titles again."""
+    found = list(_WORD.finditer(title))
+    ends = [len(found) - 1] * len(found)
+    for i in range(len(found) - 2, -1, -1):
+        between = title[found[i].end() : found[i + 1].start()]
+        ends[i] = i if _CLAUSE_BREAK.search(between) else ends[i + 1]
+    return TitleWords(tuple(m.group().lower() for m in found), tuple(ends))
 
 
 @lru_cache(maxsize=8192)
@@ -108,42 +122,59 @@ def duplicate_key(title: str, brand: str | None) -> tuple[str, str]:
     return " ".join(_WORD.findall(title.casefold())), (brand or "").casefold()
 
 
-def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:
-    """The part of `title` that completes the typed words, lower-cased: from the title word that matches the
-    first typed word to the end of that clause (a colon, comma, bracket or dash ends it). None when the typed
-    words do not all match title words in order (e.g. a hit found only by its vector)."""
-    words = [(w, False) for w in completed] + ([(prefix, True)] if prefix else [])
-    tokens = title_tokens(title)
+# A typed word as completions match it: the word, whether it is the prefix being typed, the edits allowed.
+TypedWord = tuple[str, bool, int]
+
+
+def typed_words(completed: Sequence[str], prefix: str | None) -> tuple[TypedWord, ...]:
+    words = [(w, False, fuzzy_distance(w)) for w in completed]
+    if prefix:
+        words.append((prefix, True, fuzzy_distance(prefix)))
+    return tuple(words)
+
+
+def _match_from(tokens: tuple[str, ...], words: tuple[TypedWord, ...], anchor: int, consecutive: bool) -> int | None:
+    """The title word where the typed words end, when they match from `anchor` on (next to each other, or
+    with title words between them); None if they do not."""
+    pos = anchor
+    for n, (word, is_prefix, allowed) in enumerate(words):
+        if n:
+            pos += 1
+            while not consecutive and pos < len(tokens) and not _word_matches(tokens[pos], word, is_prefix, allowed):
+                pos += 1
+        if pos >= len(tokens) or not _word_matches(tokens[pos], word, is_prefix, allowed):
+            return None
+    return pos
+
+
+def completion_in(title: str, words: tuple[TypedWord, ...], max_words: int = 10) -> str | None:
+    """`completion_for` with the typed words prepared once (a keystroke looks in up to 20 titles)."""
+    tw = title_words(title)
+    tokens = tw.words
     if not words or not tokens:
         return None
-
-    def match_from(anchor: int, consecutive: bool) -> int | None:
-        pos = anchor
-        for n, (word, is_prefix) in enumerate(words):
-            if n:
-                pos += 1
-                while not consecutive and pos < len(tokens) and not _word_matches(tokens[pos][0], word, is_prefix):
-                    pos += 1
-            if pos >= len(tokens) or not _word_matches(tokens[pos][0], word, is_prefix):
-                return None
-        return pos
-
+    first, first_is_prefix, first_allowed = words[0]
     span: tuple[int, int] | None = None
-    for anchor in range(len(tokens)):
-        if not _word_matches(tokens[anchor][0], *words[0]):
+    for anchor, token in enumerate(tokens):
+        if not _word_matches(token, first, first_is_prefix, first_allowed):
             continue
-        last = match_from(anchor, consecutive=True)
+        last = _match_from(tokens, words, anchor, consecutive=True)
         if last is not None:
             span = (anchor, last)
             break
-        if span is None and (last := match_from(anchor, consecutive=False)) is not None:
+        if span is None and (last := _match_from(tokens, words, anchor, consecutive=False)) is not None:
             span = (anchor, last)
     if span is None:
         return None
     anchor, stop = span
-    while stop + 1 < len(tokens) and not _CLAUSE_BREAK.search(title[tokens[stop][2] : tokens[stop + 1][1]]):
-        stop += 1
-    return " ".join(t for t, _, _ in tokens[anchor : min(stop + 1, anchor + max_words)])
+    return " ".join(tokens[anchor : min(tw.clause_end[stop] + 1, anchor + max_words)])
+
+
+def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:
+    """The part of `title` that completes the typed words, lower-cased: from the title word that matches the
+    first typed word to the end of that clause (a colon, comma, bracket or dash ends it). None when the typed
+    words do not all match title words in order (e.g. a hit found only by its vector)."""
+    return completion_in(title, typed_words(completed, prefix), max_words)
 
 
 def vector_keys(query: str, min_chars: int) -> list[str]:
@@ -247,6 +278,7 @@ class Suggester:
         if not typed.strip():
             raise ValidationError("q", "must not be empty")
         completed, prefix = suggest_parts(typed, self._max_terms)
+        words = typed_words(completed, prefix)
         k = max(self._settings.depth, size)
         legs, fuzzy, left_out = self._legs(typed, prefix, k, only_visible(filter))
 
@@ -281,7 +313,7 @@ class Suggester:
             # Completions come from titles a text leg found. One only the vector leg found seldom holds the
             # typed words in order (a text leg would have ranked it), and looking costs a fuzzy scan of its words.
             if len(found) < completions and cand.ranks.keys() - {VECTOR}:
-                done = completion_for(cand.item.title, completed, prefix, self._settings.max_completion_words)
+                done = completion_in(cand.item.title, words, self._settings.max_completion_words)
                 if done and done not in seen_texts:
                     seen_texts.add(done)
                     found.append(Completion(done, score))
@@ -312,7 +344,7 @@ class Suggester:
         if not ordered:
             return []
         best = max(f.score for f in ordered) or 1.0
-        pops = [max(f.item.popularity or 0.0, 0.0) for f in ordered]
+        pops = [max(f.candidate.item.popularity or 0.0, 0.0) for f in ordered]
         scale = math.log1p(max(pops))
         weight = self._settings.popularity_weight
         scored = [
