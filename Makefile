@@ -40,6 +40,7 @@ bench:
 	$(VENV)/bin/trawl bench ingest
 	$(VENV)/bin/trawl bench reindex
 	$(VENV)/bin/trawl bench query
+	$(VENV)/bin/trawl bench query --stages fused
 
 ## Evaluations on real judgments (see docs/evaluation.md): ranking on Cranfield, recommendations on MovieLens.
 eval:

@@ -536,7 +536,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env |= {"TRAWL_DATA_DIR": str(data_dir), "TRAWL_INDEX_ALIAS": alias}
     fused_only = args.stages == "fused"
     if fused_only:  # issue 6's service: the fused order, scoring and re-ranking slots empty (issue 7 fills them)
-        env |= {"TRAWL_RANKING__MODEL": "none", "TRAWL_RULES__ENABLED": "false"}
+        env |= {
+            "TRAWL_RANKING__MODEL": "none",
+            "TRAWL_RANKING__FEATURE_LOG__ENABLED": "false",
+            "TRAWL_RULES__ENABLED": "false",
+        }
     if args.torch_threads:  # the API's and this process's intra-op threads alike (OpenMP / MKL read these)
         env |= {"OMP_NUM_THREADS": str(args.torch_threads), "MKL_NUM_THREADS": str(args.torch_threads)}
         if "torch" in sys.modules:
@@ -546,7 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data_dir=data_dir,
         index_alias=alias,
         opensearch={"hosts": [args.opensearch_url]},
-        ranking={"model": "none"} if fused_only else {},
+        ranking={"model": "none", "feature_log": {"enabled": False}} if fused_only else {},
         rules={"enabled": not fused_only},
     )
     built = build_index(settings, films, vectors, embedder.model_id, args, reuse=not args.opensearch and not args.fresh)
@@ -770,7 +774,7 @@ def engine_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### {report['engine']} engine, {report['items']:,} items"
         + (f", model with {report['torch_threads']} thread(s)" if report.get("torch_threads") else "")
-        + (", fused order (no scoring, no rules)" if report.get("stages_option") == "fused" else ""),
+        + (", fused order (no model, no feature log, no rules)" if report.get("stages_option") == "fused" else ""),
         "",
         f"`{report['command']}` ({report['when']}, commit {m['commit']})",
         "",
@@ -906,8 +910,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--stages",
         choices=("all", "fused"),
         default="all",
-        help="all: the API as configured (scoring and re-ranking); fused: the fused order, no rules (issue 6's "
-        "service, whose search target this run checks)",
+        help="all: the API as configured (scoring and re-ranking); fused: the fused order (no model, no feature "
+        "log, no rules: issue 6's service, whose search target this run checks)",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--noise", type=float, default=0.15, help="norm of the noise added to a variant's vector")

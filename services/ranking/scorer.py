@@ -169,6 +169,11 @@ class LambdaRankScorer:
     def run(self, query: SearchQuery, candidates: Sequence[FusedCandidate]) -> list[ScoredCandidate]:
         start = time.perf_counter()
         model = self.slot.state.model  # one read: a reload during this request does not mix two models
+        if model is None and self._feature_log is None:
+            # Nothing would read the features (no model to score them, no log to train the next one from):
+            # the fused order without them. Computing them was most of a search's own time at 100k items.
+            self.metrics.count(fallback="no model", ms=(time.perf_counter() - start) * 1000)
+            return [ScoredCandidate(c, c.score, rank) for rank, c in enumerate(candidates, start=1)]
         head, tail = candidates[: self._window], candidates[self._window :]
         fallback: str | None = None
         try:

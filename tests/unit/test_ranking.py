@@ -312,9 +312,25 @@ def test_no_model_falls_back_to_the_fused_order_and_says_so() -> None:
     cands = fused(CANDIDATES)
     scorer = scorer_for(None)
     out = scorer.run(SearchQuery("flutter"), cands)
-    assert [c.id for c in out] == [c.id for c in cands] and out[0].features  # features still computed
+    assert [c.id for c in out] == [c.id for c in cands]
+    assert [c.score for c in out] == [c.score for c in cands]
     assert scorer.name == "fused order (fallback: no model loaded)"
     assert scorer.metrics.snapshot()["fallbacks"] == {"no model": 1}
+
+
+class RefusingExtractor(FeatureExtractor):
+    """A fake extractor that fails the test if anyone asks it for features."""
+
+    def run(self, query: SearchQuery, candidates: Any) -> Any:
+        raise AssertionError("features computed with nobody to read them")
+
+
+def test_without_a_model_or_a_feature_log_no_features_are_computed() -> None:
+    cands = fused(CANDIDATES)
+    out = LambdaRankScorer(ModelSlot(None, "model set to 'none'"), RefusingExtractor()).run(
+        SearchQuery("flutter"), cands
+    )
+    assert [c.id for c in out] == [c.id for c in cands] and not any(c.features for c in out)
 
 
 class Broken(RankingModel):
@@ -369,7 +385,7 @@ def test_a_model_with_another_feature_list_is_refused_with_the_reason(tmp_path: 
 
 def test_the_service_reads_candidate_vectors_unless_told_not_to(tmp_path: Path) -> None:
     core = CoreSettings(data_dir=tmp_path / "var")
-    off = FeatureLogSettings(enabled=False)
+    logged = FeatureLogSettings(enabled=True)  # without a model, the features are computed for the log
     asked: list[int] = []
 
     def lookup(ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -377,7 +393,7 @@ def test_the_service_reads_candidate_vectors_unless_told_not_to(tmp_path: Path) 
         return {i: VECTORS[i] for i in ids if i in VECTORS}
 
     for enabled in (True, False):
-        settings = RankingSettings(model="none", feature_log=off, neighbour_vectors=enabled)
+        settings = RankingSettings(model="none", feature_log=logged, neighbour_vectors=enabled)
         service = build_ranking_service(core, settings, lookup)
         scored = service.scorer.run(SearchQuery("wing"), fused(CANDIDATES))
         row = next(c for c in scored if c.id == "d1")
