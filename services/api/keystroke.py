@@ -23,13 +23,14 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api.routes.suggest import MEDIA_TYPE, answer
+from services.api.routes.suggest import answer
+from services.api.schemas.common import JSON_MEDIA_TYPE
 from services.api.schemas.suggest import SuggestParams
 from services.api.settings import ApiSettings
 from services.search.live import LiveSearch
 
 PATH = "/v1/suggest"
-_CONTENT_TYPE = (b"content-type", MEDIA_TYPE.encode())
+_CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
 
 
 class KeystrokePath:

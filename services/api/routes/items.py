@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from services.api.deps import SettingsDep, SimilarItemsDep, run_read
-from services.api.schemas.common import ERROR_RESPONSES, ErrorResponse, filter_from_json_text
+from services.api.schemas.common import ERROR_RESPONSES, JSON_MEDIA_TYPE, ErrorResponse, filter_from_json_text
 from services.api.schemas.items import SimilarParams, SimilarResponse
 
 router = APIRouter(tags=["items"], responses=ERROR_RESPONSES)
@@ -30,4 +30,4 @@ async def similar(
     flt = filter_from_json_text(params.filter, settings.catalog)
     found = await run_read(request, lambda: similar.run(item_id, size=params.size, filter=flt))
     # Serialised by pydantic-core straight to JSON, as suggest is: FastAPI's path re-validates every item.
-    return Response(SimilarResponse.from_result(found).model_dump_json(), media_type="application/json")
+    return Response(SimilarResponse.from_result(found).model_dump_json(), media_type=JSON_MEDIA_TYPE)

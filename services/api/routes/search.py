@@ -8,14 +8,13 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import SearchPipelineDep, SettingsDep
-from services.api.schemas.common import ERROR_RESPONSES, filter_from_json, filter_from_json_text
+from services.api.schemas.common import ERROR_RESPONSES, JSON_MEDIA_TYPE, filter_from_json, filter_from_json_text
 from services.api.schemas.search import SearchOptions, SearchParams, SearchRequest, SearchResponse
 from services.api.settings import ApiSettings
 from services.core.filters import Filter
 from services.search.pipeline import SearchPipeline, legs_for
 from services.search.types import SearchQuery
 
-MEDIA_TYPE = "application/json"
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
 
 
@@ -35,7 +34,7 @@ async def search_get(
     """Keyword and vector retrieval side by side, fused, scored and re-ranked; one page of the result."""
     flt = filter_from_json_text(params.filter, settings.catalog)
     body = await run_in_threadpool(_search, pipeline, settings, params, flt)  # a search is work: off the loop
-    return Response(body, media_type=MEDIA_TYPE)
+    return Response(body, media_type=JSON_MEDIA_TYPE)
 
 
 @router.post("/search", summary="Search (JSON body)", response_model=SearchResponse)
@@ -43,4 +42,4 @@ async def search_post(body: SearchRequest, pipeline: SearchPipelineDep, settings
     """The same search with the options as a JSON body and the filter as a JSON object."""
     flt = filter_from_json(body.filter, settings.catalog)
     answer = await run_in_threadpool(_search, pipeline, settings, body, flt)
-    return Response(answer, media_type=MEDIA_TYPE)
+    return Response(answer, media_type=JSON_MEDIA_TYPE)

@@ -13,13 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from services.api.deps import SettingsDep, SuggesterDep, run_read
-from services.api.schemas.common import ERROR_RESPONSES, filter_from_json_text
+from services.api.schemas.common import ERROR_RESPONSES, JSON_MEDIA_TYPE, filter_from_json_text
 from services.api.schemas.suggest import SuggestParams, SuggestResponse
 from services.core.domain import CatalogSchema
 from services.search.suggest import Suggester
 
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
-MEDIA_TYPE = "application/json"
 
 
 def answer(suggester: Suggester, params: SuggestParams, catalog: CatalogSchema) -> bytes:
@@ -37,4 +36,4 @@ async def suggest(
     """Prefix on the last word, typo tolerance on the others, popularity as a prior; unavailable and deleted
     items never appear. A trailing space marks the last word as complete."""
     body = await run_read(request, lambda: answer(suggester, params, settings.catalog))
-    return Response(body, media_type=MEDIA_TYPE)
+    return Response(body, media_type=JSON_MEDIA_TYPE)

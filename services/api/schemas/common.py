@@ -13,6 +13,9 @@ from services.core.filters import Filter, parse_filter
 
 MAX_QUERY_BYTES = 10 * 1024
 
+# What the query routes answer with: their response models serialised by pydantic-core straight to JSON.
+JSON_MEDIA_TYPE = "application/json"
+
 
 class ErrorDetail(BaseModel):
     field: str | None = Field(description="Dotted path of the offending input, e.g. `q` or `filter.term`.")
