@@ -1,11 +1,8 @@
 """Helpers the benchmarks share: percentiles, machine notes, peak RSS, the API as a subprocess, a load generator
 in a second process, and a Markdown section writer.
 
-Importing this module is cheap (no model, no engine): the load generator runs it as its own process,
-
-    python -m services.bench.common < spec.json > result.json
-
-with a spec {"base_url", "paths", "concurrency"}; it answers {"latencies_ms", "statuses", "wall_s"}.
+Importing this module is cheap (no model, no engine): the load generator (`services.bench.load`), which
+runs as its own process, uses it too.
 """
 
 from __future__ import annotations
@@ -326,10 +323,10 @@ def run_concurrently(
 
 
 def http_load(base_url: str, paths: Sequence[str], concurrency: int, timeout: float = 600) -> Timed:
-    """GET each path from a second process on loopback (this module run as a program), `concurrency` at a time."""
+    """GET each path from a second process on loopback (`services.bench.load`), `concurrency` at a time."""
     spec = json.dumps({"base_url": base_url, "paths": list(paths), "concurrency": concurrency})
     proc = subprocess.run(
-        [sys.executable, "-m", "services.bench.common"],
+        [sys.executable, "-m", "services.bench.load"],
         input=spec,
         capture_output=True,
         text=True,
@@ -341,38 +338,6 @@ def http_load(base_url: str, paths: Sequence[str], concurrency: int, timeout: fl
         raise RuntimeError(f"the load generator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
     return Timed(out["latencies_ms"], out["statuses"], out["wall_s"])
-
-
-def _load_main() -> None:
-    """The load generator: one keep-alive HTTP/1.1 connection per thread (the standard library's client),
-    connected before the clock starts. A lean client, as wrk or hey would be: httpx cost half a millisecond
-    a request on this machine, which is the client's time, not the service's."""
-    import http.client
-
-    spec = json.loads(sys.stdin.read())
-    url = urllib.parse.urlsplit(spec["base_url"])
-    local = threading.local()
-    connections: list[http.client.HTTPConnection] = []
-    lock = threading.Lock()
-
-    def connect() -> None:
-        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=120)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        local.conn = conn
-        with lock:
-            connections.append(conn)
-
-    def get(path: str) -> int:
-        local.conn.request("GET", path)
-        response = local.conn.getresponse()
-        response.read()  # the whole body, as a client that uses the answer would
-        return int(response.status)
-
-    result = run_concurrently(spec["paths"], get, int(spec["concurrency"]), setup=connect)
-    for c in connections:
-        c.close()
-    json.dump({"latencies_ms": result.latencies_ms, "statuses": result.statuses, "wall_s": result.wall_s}, sys.stdout)
 
 
 # ---- reports -----------------------------------------------------------------------------------------------
@@ -395,7 +360,3 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_r
     line = "| " + " | ".join(header) + " |"
     sep = "|" + "|".join("---" if i < align_right_from else "---:" for i in range(len(header))) + "|"
     return "\n".join([line, sep, *("| " + " | ".join(r) + " |" for r in rows)])
-
-
-if __name__ == "__main__":
-    _load_main()

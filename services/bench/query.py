@@ -11,8 +11,7 @@
    batches. The embedded index lives in a fixed data dir and is reused by the next run with the same
    parameters; on OpenSearch it goes under a fresh alias that is dropped at the end.
 2. The API: `python -m services.cli serve` in its own process; the load comes from a second process on
-   loopback (`services.bench.common` as a program: keep-alive `http.client` connections at a fixed
-   concurrency).
+   loopback (`services.bench.load`: lean keep-alive HTTP/1.1 connections, as wrk's, at a fixed concurrency).
 3. Measured side by side, in rounds that alternate their order so that a busy neighbour weighs on each alike:
      http     GET /v1/suggest, /v1/search (hybrid), /v1/items/{id}/similar
      service  the same service objects the API builds (`build_search_services`), called in this process

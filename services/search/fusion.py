@@ -21,11 +21,14 @@ def _weights_text(weights: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(weights.items()))
 
 
+def fused_order_key(candidate: Candidate, score: float) -> tuple[float, int, int, str]:
+    """The sort key of the fused order: the score, then ties as the module says."""
+    return -score, -len(candidate.ranks), min(candidate.ranks.values(), default=0), candidate.id
+
+
 def rank_fused(candidates: Sequence[Candidate], scores: Sequence[float]) -> list[FusedCandidate]:
     """Order candidates by fused score (ties as the module says) and number them from 1."""
-    keys = [
-        (-s, -len(c.ranks), min(c.ranks.values(), default=0), c.id) for c, s in zip(candidates, scores, strict=True)
-    ]
+    keys = [fused_order_key(c, s) for c, s in zip(candidates, scores, strict=True)]
     order = sorted(range(len(candidates)), key=keys.__getitem__)
     return [FusedCandidate(candidates[i], float(scores[i]), rank) for rank, i in enumerate(order, start=1)]
 
@@ -44,11 +47,13 @@ class RRFFuser:
     def name(self) -> str:
         return f"rrf(k={self._k}; {_weights_text(self._weights)})"
 
+    def scores(self, candidates: Sequence[Candidate]) -> list[float]:
+        """Each candidate's fused score, in the order given."""
+        weights, k = self._weights, self._k
+        return [sum(weights.get(leg, 1.0) / (k + rank) for leg, rank in c.ranks.items()) for c in candidates]
+
     def run(self, candidates: Sequence[Candidate]) -> list[FusedCandidate]:
-        scores = [
-            sum(self._weights.get(leg, 1.0) / (self._k + rank) for leg, rank in c.ranks.items()) for c in candidates
-        ]
-        return rank_fused(candidates, scores)
+        return rank_fused(candidates, self.scores(candidates))
 
 
 def min_max(values: Sequence[float]) -> list[float]:

