@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,8 +32,22 @@ from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
-# The cyclic GC's thresholds in the API process (see the lifespan); the query benchmark's process uses them too.
+# The cyclic GC's thresholds in the API process (see `tune_runtime`).
 GC_THRESHOLDS = (10_000, 20, 10)
+
+
+def tune_runtime(settings: ApiSettings) -> None:
+    """The interpreter's settings for serving, process-wide: the API's lifespan applies them, and the query
+    benchmark's own process too, so that its in-process measures run as the API does.
+
+    A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's full
+    passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at 100k
+    items): ten times fewer passes (the embedded engine freezes its index state on load as well). The GIL's
+    switch interval: see `ApiSettings.gil_switch_interval_ms`.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+
 
 DESCRIPTION = """
 Hybrid search (BM25 and vector retrieval side by side, fused, scored, re-ranked), search-as-you-type and
@@ -47,10 +62,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's
-        # full passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at
-        # 100k items). Ten times fewer passes; the embedded engine freezes its index state on load as well.
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_runtime(settings)
         app.state.settings = settings
         app.state.engine = build_engine(settings)
         app.state.ingest_ledger = ledger_for(settings)

@@ -26,7 +26,11 @@ _MAX_HEAD = 64 * 1024
 
 
 class HttpError(RuntimeError):
-    """The server's answer was not HTTP/1.1 this client can read."""
+    """The server's answer was not HTTP/1.1 this client can read, or it closed the connection mid-way."""
+
+    def __init__(self, message: str, *, before_answer: bool = False) -> None:
+        super().__init__(message)
+        self.before_answer = before_answer  # closed before the first byte of an answer
 
 
 class KeepAliveClient:
@@ -52,12 +56,23 @@ class KeepAliveClient:
             self._sock = None
 
     def get(self, path: str) -> tuple[int, bytes]:
-        """(status, body) of `GET path`."""
+        """(status, body) of `GET path`. A kept connection the server has closed meanwhile (its keep-alive
+        timeout) is opened again and the request sent once more, as HTTP clients do for a GET."""
+        request = b"GET " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header + b"\r\n\r\n"
+        reused = self._sock is not None
         if self._sock is None:
             self.connect()
-        assert self._sock is not None
-        self._sock.sendall(b"GET " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header + b"\r\n\r\n")
-        head = self._read_head()
+        try:
+            assert self._sock is not None
+            self._sock.sendall(request)
+            head = self._read_head()
+        except (HttpError, ConnectionError) as exc:
+            if not reused or self._buffer or (isinstance(exc, HttpError) and not exc.before_answer):
+                raise
+            self.connect()
+            assert self._sock is not None
+            self._sock.sendall(request)
+            head = self._read_head()
         lines = head.split(b"\r\n")
         status_line = lines[0].split(b" ", 2)
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
@@ -78,7 +93,7 @@ class KeepAliveClient:
         assert self._sock is not None
         data = self._sock.recv(65536)
         if not data:
-            raise HttpError("the server closed the connection mid-answer")
+            raise HttpError("the server closed the connection mid-answer", before_answer=not self._buffer)
         self._buffer += data
 
     def _read_head(self) -> bytes:

@@ -40,6 +40,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/close":
             self.send_header("Connection", "close")
             self.close_connection = True
+        if self.path == "/idle-timeout":  # closed after the answer without saying so, as a keep-alive timeout does
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(BODY)
 
@@ -71,6 +73,14 @@ def test_answers_are_read_whole_over_one_connection(server: tuple[str, int]) -> 
 def test_a_connection_the_server_closes_is_opened_again(server: tuple[str, int]) -> None:
     client = KeepAliveClient(*server)
     assert client.get("/close") == (200, BODY)
+    assert client.get("/a") == (200, BODY)
+    assert len(Handler.connections) == 2
+    client.close()
+
+
+def test_a_kept_connection_the_server_dropped_is_opened_again_for_the_next_request(server: tuple[str, int]) -> None:
+    client = KeepAliveClient(*server)
+    assert client.get("/idle-timeout") == (200, BODY)
     assert client.get("/a") == (200, BODY)
     assert len(Handler.connections) == 2
     client.close()
