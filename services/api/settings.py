@@ -26,8 +26,3 @@ class ApiSettings(IndexerSettings):
     # line cost 0.15 ms of a 2-3 ms keystroke (more at p99, when the log file's write stalls). Interactions
     # and metrics are what record use; turn it on to watch requests while debugging.
     access_log: bool = False
-    # How long a thread may hold the GIL while another waits for it (Python's default is 5 ms). A keystroke's
-    # request thread waits for the GIL after every engine call, while a vector leg or a background embedding
-    # holds it; at 5 ms those waits were the suggester's p99 over the raw prefix query. 0.5 ms costs a little
-    # throughput to CPU-bound threads for a shorter wait on every request.
-    gil_switch_interval_ms: float = Field(0.5, gt=0, le=100)

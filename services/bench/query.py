@@ -564,10 +564,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"API ready in {ready_s:.1f} s: {ready}; RSS {(rss_ready or 0) / 2**20:.0f} MiB")
 
         measures, close_services, stages = in_process_measures(settings, built.engine, alias, built.version, embedder)
-        # The in-process measures run under the API process's GC thresholds and GIL switch interval: at Python's
-        # defaults, full GC passes over this process's caches landed in the in-process searches (p99 160-180 ms
-        # against 55-60 over HTTP).
-        tune_runtime(settings)
+        # The in-process measures run under the API process's GC thresholds: at Python's defaults, full passes
+        # over this process's caches landed in the in-process searches (p99 160-180 ms against 55-60 over HTTP).
+        tune_runtime()
         warm, work = workloads(films, item_ids(films, built.count), args)
         samples: dict[str, dict[str, Samples]] = {}
         for endpoint in ENDPOINTS:
