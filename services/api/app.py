@@ -43,8 +43,9 @@ def tune_runtime() -> None:
     passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at 100k
     items): ten times fewer passes (the embedded engine freezes its index state on load as well).
 
-    The GIL's switch interval stays Python's 5 ms: at 0.5 ms the search legs' threads traded the GIL so
-    often that search's p99 over HTTP tripled (64 against 18–21 ms), and suggest gained nothing measurable.
+    The GIL's switch interval stays Python's 5 ms. At 0.5 ms suggest gained nothing the benchmark could tell
+    from run-to-run noise (1.51 and 1.56x against 1.51 and 1.58x), and one of the two runs had search's HTTP
+    p99 at 64.5 ms (18.6–21.4 in the others): more switching between the legs' threads, for no gain.
     """
     gc.set_threshold(*GC_THRESHOLDS)
 
