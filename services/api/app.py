@@ -31,24 +31,8 @@ from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
-# The cyclic GC's thresholds in the API process (see `tune_runtime`).
+# The cyclic GC's thresholds in the API process (see the lifespan); the query benchmark's process uses them too.
 GC_THRESHOLDS = (10_000, 20, 10)
-
-
-def tune_runtime() -> None:
-    """The interpreter's settings for serving, process-wide: the API's lifespan applies them, and the query
-    benchmark's own process too, so that its in-process measures run as the API does.
-
-    A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's full
-    passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at 100k
-    items): ten times fewer passes (the embedded engine freezes its index state on load as well).
-
-    The GIL's switch interval stays Python's 5 ms. At 0.5 ms suggest gained nothing the benchmark could tell
-    from run-to-run noise (1.51 and 1.56x against 1.51 and 1.58x), and one of the two runs had search's HTTP
-    p99 at 64.5 ms (18.6–21.4 in the others): more switching between the legs' threads, for no gain.
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 DESCRIPTION = """
 Hybrid search (BM25 and vector retrieval side by side, fused, scored, re-ranked), search-as-you-type and
@@ -63,7 +47,12 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tune_runtime()
+        # A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's
+        # full passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at
+        # 100k items). Ten times fewer passes; the embedded engine freezes its index state on load as well.
+        # (The GIL's switch interval stays at Python's 5 ms: 0.5 ms gave suggest nothing measurable and cost
+        # search its p99 in one of two runs; docs/benchmarks.md, fifth round.)
+        gc.set_threshold(*GC_THRESHOLDS)
         app.state.settings = settings
         app.state.engine = build_engine(settings)
         app.state.ingest_ledger = ledger_for(settings)

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -506,7 +507,7 @@ def measure_endpoint(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from services.api.app import tune_runtime
+    from services.api.app import GC_THRESHOLDS
     from services.api.settings import ApiSettings
     from services.core.embedding import build_embedder
     from services.core.settings import EmbeddingSettings
@@ -566,7 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         measures, close_services, stages = in_process_measures(settings, built.engine, alias, built.version, embedder)
         # The in-process measures run under the API process's GC thresholds: at Python's defaults, full passes
         # over this process's caches landed in the in-process searches (p99 160-180 ms against 55-60 over HTTP).
-        tune_runtime()
+        gc.set_threshold(*GC_THRESHOLDS)
         warm, work = workloads(films, item_ids(films, built.count), args)
         samples: dict[str, dict[str, Samples]] = {}
         for endpoint in ENDPOINTS:
@@ -800,7 +801,8 @@ def engine_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# The load generator's client, as each run records it. Runs before 9bedeed did not record it: they used this one.
+# The load generator's client, as each run records it (`load_client`); runs before 9bedeed recorded none and used
+# the standard library's.
 LOAD_CLIENT = "`services/bench/load.py`: keep-alive HTTP/1.1, a prebuilt request line, answers read by length"
 OLD_LOAD_CLIENT = "the standard library's keep-alive `http.client`"
 

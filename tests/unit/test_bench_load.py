@@ -70,17 +70,16 @@ def test_answers_are_read_whole_over_one_connection(server: tuple[str, int]) -> 
     client.close()
 
 
-def test_a_connection_the_server_closes_is_opened_again(server: tuple[str, int]) -> None:
+@pytest.mark.parametrize(
+    "first",
+    [
+        "/close",  # the server says it closes
+        "/idle-timeout",  # it closes without saying so (a keep-alive timeout): the next request is sent again
+    ],
+)
+def test_a_connection_the_server_closed_is_opened_again(server: tuple[str, int], first: str) -> None:
     client = KeepAliveClient(*server)
-    assert client.get("/close") == (200, BODY)
-    assert client.get("/a") == (200, BODY)
-    assert len(Handler.connections) == 2
-    client.close()
-
-
-def test_a_kept_connection_the_server_dropped_is_opened_again_for_the_next_request(server: tuple[str, int]) -> None:
-    client = KeepAliveClient(*server)
-    assert client.get("/idle-timeout") == (200, BODY)
+    assert client.get(first) == (200, BODY)
     assert client.get("/a") == (200, BODY)
     assert len(Handler.connections) == 2
     client.close()

@@ -64,7 +64,7 @@ def test_the_written_answer_is_what_the_model_writes() -> None:
 
 
 def test_the_written_answer_validates_as_the_response_model() -> None:
-    model = SuggestResponse.from_result(RESULT)
+    model = SuggestResponse.model_validate_json(SuggestResponse.json_of(RESULT))
     assert str(model.query_id) == RESULT.query_id
     assert [i.item.title for i in model.items] == ["Amélie — «ça» 🎬", "Heat"]
     assert model.legs[1].skipped == "query vector not cached yet (embedding it)"
