@@ -363,11 +363,11 @@ def train(
     trained = train_model(
         ApiSettings(), qrels=qrels, queries=queries, interactions=interactions, folds=folds, make_current=make_current
     )
-    card = trained.card.model_dump(mode="json") if hasattr(trained.card, "model_dump") else vars(trained.card)
+    card = trained.card
     if as_json:
-        print(json.dumps(card, default=str))
+        print(card.model_dump_json())
     else:
-        console.print(f"trained {card.get('model_id')}: {json.dumps(card.get('metrics', {}), default=str)[:300]}")
+        console.print(f"trained {card.model_id}: {json.dumps(card.metrics)[:300]}")
 
 
 @rules_app.command("list")
