@@ -171,3 +171,68 @@ def test_the_stack_keeps_interactions_in_an_index_named_after_the_alias(
     finally:
         store.drop()
         store.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_reads_a_users_writes_before_any_refresh(opensearch_settings: OpenSearchSettings) -> None:
+    """A recommendation right after a click must leave the item out, and recording must not wait for a
+    refresh: the user's own document answers reads, with the index for what it no longer holds."""
+    from services.core.engines.opensearch.client import build_client
+    from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+    store = OpenSearchInteractionStore(
+        opensearch_settings, f"contract-interactions-{uuid.uuid4().hex[:10]}", recent_per_user=3
+    )
+    client = build_client(opensearch_settings)
+    try:
+        store.record([ev("u", f"old{n}", n) for n in range(5)] + [ev("w", "w0", 1)])  # u's document: 3 of 5
+        assert store.count() == 6  # refreshes first, so the six are searchable from here on
+        client.indices.put_settings(index=store.index, body={"index": {"refresh_interval": "-1"}})
+        # the newest interaction (by time) and one recorded late with an early timestamp
+        store.record([ev("u", "new0", 10), ev("u", "new1", 0.5), ev("w", "w1", 2)])
+        assert client.count(index=store.index)["count"] == 6  # not searchable yet: no refresh ran
+
+        everything = ["old0", "new1", "old1", "old2", "old3", "old4", "new0"]
+        assert [i.item_id for i in store.history("u", limit=10)] == everything
+        assert [i.item_id for i in store.history("u", limit=2)] == ["old4", "new0"]
+        until = T0 + timedelta(minutes=1)
+        assert [i.item_id for i in store.history("u", limit=10, until=until)] == ["old0", "new1", "old1"]
+        assert store.interacted_items("u") == set(everything)
+        assert store.interacted_items("u", types=[InteractionType.PURCHASE]) == set()
+        assert [i.item_id for i in store.history("w", limit=10)] == ["w0", "w1"]  # never trimmed: its document
+        assert store.count() == 9
+    finally:
+        store.drop()
+        store.close()
+        client.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_loses_no_interaction_of_one_user_written_from_two_processes_at_once(
+    opensearch_settings: OpenSearchSettings,
+) -> None:
+    import threading
+
+    from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+    index = f"contract-interactions-{uuid.uuid4().hex[:10]}"
+    stores = [OpenSearchInteractionStore(opensearch_settings, index) for _ in range(2)]  # two clients
+    barrier = threading.Barrier(2)
+
+    def write(n: int) -> None:
+        barrier.wait()
+        for k in range(15):
+            stores[n].record([ev("u", f"p{n}-{k}", k)])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(stores[0].history("u", limit=100)) == 30
+        assert stores[1].interacted_items("u") == {f"p{n}-{k}" for n in range(2) for k in range(15)}
+    finally:
+        stores[0].drop()
+        for store in stores:
+            store.close()

@@ -1,11 +1,21 @@
-"""Interactions in an OpenSearch index: the `InteractionStore` of the stack (services/recs/interactions.py has
-the role and the SQLite store of the embedded default; both pass tests/unit/test_recs_interactions.py).
+"""Interactions in OpenSearch: the `InteractionStore` of the stack (services/recs/interactions.py has the role and
+the SQLite store of the embedded default; both pass tests/contract/test_interaction_stores.py).
 
-One document per interaction. `record` is one bulk request that returns once the documents are searchable,
-`history` a term query on `user_id` sorted by (`ts`, `seq`) descending, `interacted_items` a composite
-aggregation, `scan` a `search_after` walk in (`ts`, `seq`) order. `seq` is a per-process monotonic number
-(nanoseconds since the epoch at recording), so that interactions with equal timestamps keep their recording
-order; `event_id` (random) breaks the remaining ties so that paging never skips or repeats a document.
+Two indices:
+  `<index>`         one document per interaction: what training, analytics and `scan` read.
+  `<index>-recent`  one document per user: the user's last RECENT_PER_USER interactions, appended by a script
+                    in the same `record` call.
+Why two: a recommendation right after a click must already leave the clicked item out, but a search sees a
+document only after the index's next refresh. Waiting for it (`refresh=wait_for`) made every
+`POST /v1/events/interactions` take about a second (958 ms at p50 on the local node) and held an API
+thread for all of it. A GET by id is real-time, so `history` and `interacted_items` read the user's
+document: alone while it holds the user's whole history (it was never trimmed), else together with a search
+of the interactions, which holds everything but what the last refresh interval wrote, and that is among the
+user's last RECENT_PER_USER recorded. `scan` and `count` refresh the interactions index first (batch jobs).
+
+`seq` is a per-process monotonic number (nanoseconds since the epoch at recording), so that interactions
+with equal timestamps keep their recording order; `event_id` (random) breaks the remaining ties so that
+paging never skips or repeats a document.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -26,6 +36,9 @@ from services.core.settings import OpenSearchSettings
 from services.recs.interactions import Interaction, InteractionType, check_batch, from_epoch
 
 PAGE = 10_000  # OpenSearch's max_result_window: the most one search may return
+# Interactions kept on a user's document. Reads stay exact while no user records more than this within one
+# refresh interval (1 s by default); a document is ~100 bytes per interaction.
+RECENT_PER_USER = 500
 _SORT_ASC = [{"ts": "asc"}, {"seq": "asc"}, {"event_id": "asc"}]
 _SORT_DESC = [{"ts": "desc"}, {"seq": "desc"}, {"event_id": "desc"}]
 
@@ -49,6 +62,34 @@ def interactions_index_body(settings: OpenSearchSettings) -> dict[str, Any]:
             },
         },
     }
+
+
+def recent_index_body(settings: OpenSearchSettings) -> dict[str, Any]:
+    return {
+        "settings": {"index": {"number_of_shards": settings.shards, "number_of_replicas": settings.replicas}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "user_id": {"type": "keyword"},
+                "trimmed": {"type": "boolean"},  # true once older interactions were dropped from `events`
+                "events": {"type": "object", "enabled": False},  # kept in the source, never searched
+            },
+        },
+    }
+
+
+# Appends the events not yet on the document (a resent batch adds nothing), in recording order, and keeps the
+# last `keep` appended: the ones a search may not see yet are the latest written, whatever their timestamps.
+_APPEND = """
+def held = new HashSet();
+for (def e : ctx._source.events) { held.add(e.event_id); }
+for (def e : params.events) { if (!held.contains(e.event_id)) { ctx._source.events.add(e); } }
+int n = ctx._source.events.size();
+if (n > params.keep) {
+  ctx._source.events = new ArrayList(ctx._source.events.subList(n - params.keep, n));
+  ctx._source.trimmed = true;
+}
+"""
 
 
 class _Sequence:
@@ -81,40 +122,46 @@ def _source(doc: dict[str, Any]) -> Interaction:
 
 
 class OpenSearchInteractionStore:
-    """Interactions in one OpenSearch index, created on first use. Safe to share between threads."""
+    """Interactions in one OpenSearch index and their users' recent ones in a second, both created on first use.
+    Safe to share between threads."""
 
-    def __init__(self, settings: OpenSearchSettings, index: str) -> None:
+    def __init__(self, settings: OpenSearchSettings, index: str, *, recent_per_user: int = RECENT_PER_USER) -> None:
+        if recent_per_user < 1:
+            raise ValueError("recent_per_user must be >= 1")
         self._settings = settings
         self._index = index
+        self._recent = f"{index}-recent"
+        self._keep = recent_per_user
         self._client = build_client(settings)
         self._retry = Retrier(settings)
-        self._ensure_index()
+        self._ensure_index(self._index, interactions_index_body(settings))
+        self._ensure_index(self._recent, recent_index_body(settings))
 
     @property
     def index(self) -> str:
         return self._index
 
-    def _ensure_index(self) -> None:
-        if self._retry(lambda: self._client.indices.exists(index=self._index)):
+    def _ensure_index(self, index: str, body: dict[str, Any]) -> None:
+        if self._retry(lambda: self._client.indices.exists(index=index)):
             return
         try:
-            self._retry(
-                lambda: self._client.indices.create(index=self._index, body=interactions_index_body(self._settings))
-            )
+            self._retry(lambda: self._client.indices.create(index=index, body=body))
         except RequestError as exc:  # another process (the API beside a worker) created it first
             if "resource_already_exists" not in str(exc.error):
                 raise
-        self._retry(lambda: self._client.cluster.health(index=self._index, wait_for_status="yellow"))
+        self._retry(lambda: self._client.cluster.health(index=index, wait_for_status="yellow"))
+
+    # ---- writing ---------------------------------------------------------------------------------------
 
     def record(self, interactions: Sequence[Interaction]) -> int:
         check_batch(interactions)
         if not interactions:
             return 0
         first = _SEQ.take(len(interactions))
-        pending: dict[str, dict[str, Any]] = {}
+        docs: dict[str, dict[str, Any]] = {}
         for n, i in enumerate(interactions):
             event_id = uuid.uuid4().hex
-            pending[event_id] = {
+            docs[event_id] = {
                 "event_id": event_id,
                 "user_id": i.user_id,
                 "item_id": i.item_id,
@@ -125,36 +172,85 @@ class OpenSearchInteractionStore:
                 "query_id": i.query_id,
                 "position": i.position,
             }
-        # Fixed ids make a resent document overwrite itself: retrying the rejected part never duplicates.
+        # The interactions first, then each user's document: a failure in between leaves nothing a later read
+        # would miss once the index refreshes, and a resent batch duplicates neither (fixed ids; the script
+        # skips events its document holds).
+        self._write(partial(self._index_ops, docs), set(docs), "interactions")
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs.values():
+            by_user.setdefault(doc["user_id"], []).append(doc)
+        # 409: the script lost the race for a user's document more often than its retry_on_conflict allows
+        appends = partial(self._append_ops, by_user)
+        self._write(appends, set(by_user), "users' recent interactions", transient=frozenset({409}))
+        return len(interactions)
+
+    def _write(
+        self,
+        ops: Callable[[set[str]], list[dict[str, Any]]],
+        ids: set[str],
+        what: str,
+        transient: frozenset[int] = frozenset(),
+    ) -> None:
+        """One bulk request of `ops(pending)`, the part rejected with a retryable status (or one of `transient`)
+        resent after a pause; other rejections raise."""
+        pending = ids
         attempts = self._settings.max_retries + 1
         for attempt in range(attempts):
-            rejected = self._bulk(pending)
-            if not rejected:
-                return len(interactions)
-            pending = {event_id: pending[event_id] for event_id in rejected}
+            body = ops(pending)
+            response = self._retry(partial(self._client.bulk, body=body))
+            pending = self._rejected(response, transient)
+            if not pending:
+                return
             if attempt < attempts - 1:
                 time.sleep(self._retry.delay(attempt))
-        raise TransientEngineError(f"OpenSearch rejected {len(pending)} interactions after {attempts} attempts")
+        raise TransientEngineError(f"OpenSearch rejected {len(pending)} {what} after {attempts} attempts")
 
-    def _bulk(self, docs: dict[str, dict[str, Any]]) -> list[str]:
-        """Write the documents; returns the ids rejected for a transient reason. Other rejections raise."""
+    def _index_ops(self, docs: dict[str, dict[str, Any]], pending: set[str]) -> list[dict[str, Any]]:
         body: list[dict[str, Any]] = []
-        for event_id, doc in docs.items():
+        for event_id in pending:
             body.append({"index": {"_index": self._index, "_id": event_id}})
-            body.append(doc)
-        # wait_for: the API records a click and the next recommendation request must already see it.
-        response = self._retry(lambda: self._client.bulk(body=body, refresh="wait_for"))
+            body.append(docs[event_id])
+        return body
+
+    def _append_ops(self, by_user: dict[str, list[dict[str, Any]]], pending: set[str]) -> list[dict[str, Any]]:
+        body: list[dict[str, Any]] = []
+        for user_id in pending:
+            events = by_user[user_id]
+            # retry_on_conflict: two API processes appending for one user at once; the script runs again
+            body.append({"update": {"_index": self._recent, "_id": user_id, "retry_on_conflict": 10}})
+            script = {"source": _APPEND, "lang": "painless", "params": {"events": events, "keep": self._keep}}
+            first = {"user_id": user_id, "trimmed": len(events) > self._keep, "events": events[-self._keep :]}
+            body.append({"script": script, "upsert": first})
+        return body
+
+    @staticmethod
+    def _rejected(response: dict[str, Any], transient: frozenset[int]) -> set[str]:
+        """The ids a bulk response rejected for a transient reason. Other rejections raise."""
         if not response.get("errors"):
-            return []
-        transient: list[str] = []
+            return set()
+        again: set[str] = set()
         for entry in response["items"]:
-            result = entry["index"]
+            result = next(iter(entry.values()))
             if result.get("error") is None:
                 continue
-            if int(result.get("status", 0)) not in RETRYABLE_STATUS:
-                raise EngineError(f"OpenSearch rejected interaction {result['_id']}: {result['error']}")
-            transient.append(result["_id"])
-        return transient
+            status = int(result.get("status", 0))
+            if status not in RETRYABLE_STATUS and status not in transient:
+                raise EngineError(f"OpenSearch rejected interaction write {result['_id']}: {result['error']}")
+            again.add(result["_id"])
+        return again
+
+    # ---- reading ---------------------------------------------------------------------------------------
+
+    def _recent_of(self, user_id: str) -> tuple[list[dict[str, Any]], bool]:
+        """The user's document (a real-time GET): their last interactions as recorded, and whether they are all
+        of them (the document was never trimmed)."""
+        found = self._retry(
+            partial(self._client.get, index=self._recent, id=user_id, ignore=[404], params={"realtime": "true"})
+        )
+        if not found.get("found"):
+            return [], True
+        source = found["_source"]
+        return list(source.get("events", [])), not source.get("trimmed", False)
 
     def _query(
         self,
@@ -210,18 +306,26 @@ class OpenSearchInteractionStore:
         query = self._query(user_id, types=types, until=until)
         if query is None or limit <= 0:
             return []
-        out: list[Interaction] = []
-        for docs in self._pages(query, _SORT_DESC, min(limit, PAGE)):
-            out.extend(_source(d) for d in docs[: limit - len(out)])
-            if len(out) >= limit:
-                break
-        return out[::-1]
+        recent, complete = self._recent_of(user_id)
+        docs = {d["event_id"]: d for d in recent if _matches(d, types, until)}
+        if not complete:  # older ones live only in the interactions index, which holds all but the newest
+            seen = 0
+            for page in self._pages(query, _SORT_DESC, min(limit, PAGE)):
+                docs.update((d["event_id"], d) for d in page)
+                seen += len(page)
+                if seen >= limit:  # the `limit` newest the index can see; the user's document has the rest
+                    break
+        newest = sorted(docs.values(), key=_order, reverse=True)[:limit]
+        return [_source(d) for d in reversed(newest)]
 
     def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
         query = self._query(user_id, types=types)
         if query is None:
             return set()
-        items: set[str] = set()
+        recent, complete = self._recent_of(user_id)
+        items = {str(d["item_id"]) for d in recent if _matches(d, types, None)}
+        if complete:
+            return items
         after: dict[str, Any] | None = None
         while True:
             composite: dict[str, Any] = {"size": 1000, "sources": [{"item": {"terms": {"field": "item_id"}}}]}
@@ -239,15 +343,32 @@ class OpenSearchInteractionStore:
         query = self._query(since=since)
         assert query is not None
         page = max(1, min(batch_size, PAGE))
+        self._refresh()  # a batch job reads everything recorded before it started
         for docs in self._pages(query, _SORT_ASC, page):
             yield [_source(d) for d in docs]
 
     def count(self) -> int:
+        self._refresh()
         return int(self._retry(lambda: self._client.count(index=self._index))["count"])
 
+    def _refresh(self) -> None:
+        self._retry(lambda: self._client.indices.refresh(index=self._index))
+
     def drop(self) -> None:
-        """Delete the index (tests, and tearing a deployment down)."""
-        self._retry(lambda: self._client.indices.delete(index=self._index, ignore_unavailable=True))
+        """Delete both indices (tests, and tearing a deployment down)."""
+        for index in (self._index, self._recent):
+            self._retry(partial(self._client.indices.delete, index=index, ignore_unavailable=True))
 
     def close(self) -> None:
         self._client.close()
+
+
+def _order(doc: dict[str, Any]) -> tuple[float, int, str]:
+    return float(doc["ts"]), int(doc["seq"]), str(doc["event_id"])
+
+
+def _matches(doc: dict[str, Any], types: Iterable[InteractionType] | None, until: datetime | None) -> bool:
+    """What `_query` asks of the index, for a document read by id."""
+    if types is not None and doc["type"] not in {InteractionType(t).value for t in types}:
+        return False
+    return until is None or float(doc["ts"]) <= until.timestamp()
