@@ -105,9 +105,9 @@ class IndexerRuntime:
 
     @cached_property
     def recs_artefacts(self) -> ArtefactStore:
-        from services.recs import ArtefactStore
+        from services.recs import build_artefact_store
 
-        return ArtefactStore(self.settings.recs.artefacts_path(self.settings.data_dir))
+        return build_artefact_store(self.settings, self.settings.recs)
 
     def recs_refresh_job(self) -> RecsRefreshJob:
         from services.recs import RecsRefreshJob

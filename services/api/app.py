@@ -26,7 +26,7 @@ from services.core.engines import build_engine
 from services.core.engines.base import SearchEngine, Vector
 from services.ranking.follow import ModelFollower
 from services.ranking.service import build_ranking_service
-from services.recs import ArtefactStore, RecommendationService, build_interaction_store
+from services.recs import RecommendationService, build_artefact_store, build_interaction_store
 from services.rules.service import build_rules
 from services.search.live import LiveSearch
 from services.search.service import build_search_services
@@ -98,7 +98,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         app.state.interactions = await anyio.to_thread.run_sync(build_interaction_store, settings, settings.recs)
         app.state.recommendations = RecommendationService(
             store=app.state.interactions,
-            artefacts=ArtefactStore(settings.recs.artefacts_path(settings.data_dir)),
+            artefacts=build_artefact_store(settings, settings.recs),
             settings=settings.recs,
             engine=app.state.engine,
             alias=settings.index_alias,

@@ -8,7 +8,14 @@ from services.recs.interactions import (
     SQLiteInteractionStore,
     build_interaction_store,
 )
-from services.recs.models import ArtefactBuilder, ArtefactStore, CoInteractionJob, InteractionLog, RecsArtefacts
+from services.recs.models import (
+    ArtefactBuilder,
+    ArtefactStore,
+    CoInteractionJob,
+    InteractionLog,
+    RecsArtefacts,
+    build_artefact_store,
+)
 from services.recs.pipeline import RecommendationPipeline, RecommendationService
 from services.recs.settings import RecsSettings
 from services.recs.training import RankerTrainer, RecsRefreshJob
@@ -34,5 +41,6 @@ __all__ = [
     "RecsRefreshJob",
     "RecsSettings",
     "SQLiteInteractionStore",
+    "build_artefact_store",
     "build_interaction_store",
 ]

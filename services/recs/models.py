@@ -8,10 +8,9 @@ atomically, so that a reader sees the old or the new artefacts, never a mix.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from services.core.settings import CoreSettings
+from services.core.storage import BlobStore, LocalBlobStore, S3BlobStore
 from services.recs.interactions import Interaction
 from services.recs.settings import CoInteractionSettings, EaseSettings, RecsSettings, TransitionSettings, TypeWeights
 
@@ -29,6 +30,7 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 DAY = 86_400.0
 ARTEFACT_FORMAT = 1
+CURRENT = "current.json"
 
 
 class ItemIndex:
@@ -299,15 +301,22 @@ def _sparse(prefix: str, arrays: Any, n: int) -> sp.csr_matrix:
 
 
 class ArtefactStore:
-    """Versions of the artefacts under a folder; `current.json` names the live one and is replaced atomically."""
+    """Versions of the artefacts in a blob store (a folder, or an S3 bucket that the hosts of a fleet share):
+    `<version>/` holds one version's files, `current.json` names the live one. A version is written whole
+    before the pointer moves, and the pointer is one object replaced at once, so a reader sees the old or the
+    new artefacts, never a mix. The `keep` newest versions stay (a reader may still be loading the previous)."""
 
-    def __init__(self, root: Path, keep: int = 2) -> None:
-        self._root = root
+    def __init__(self, store: BlobStore, keep: int = 2) -> None:
+        self._store = store
         self._keep = keep
 
-    def save(self, artefacts: RecsArtefacts) -> Path:
-        self._root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self._root, prefix=".staging-"))
+    @classmethod
+    def local(cls, root: Path, keep: int = 2) -> ArtefactStore:
+        return cls(LocalBlobStore(root), keep)
+
+    def save(self, artefacts: RecsArtefacts) -> str:
+        """Write a new version and make it the live one; returns its name."""
+        name = f"v{artefacts.built_at.strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
         pop = artefacts.popularity
         arrays: dict[str, npt.NDArray[Any]] = {
             **_sparse_arrays("co", artefacts.co_interaction),
@@ -320,62 +329,65 @@ class ArtefactStore:
         }
         if artefacts.ease is not None:
             arrays["ease"] = artefacts.ease
+        buffer = io.BytesIO()
         savez: Any = np.savez  # its stubs do not take a mapping of arrays
-        savez(staging / "arrays.npz", **arrays)
-        (staging / "items.json").write_text(json.dumps(artefacts.items.ids))
+        savez(buffer, **arrays)
+        self._store.put(f"{name}/arrays.npz", buffer.getvalue())
+        self._store.put(f"{name}/items.json", json.dumps(artefacts.items.ids).encode())
         if artefacts.ranker is not None:
-            (staging / "ranker.txt").write_text(artefacts.ranker)
+            self._store.put(f"{name}/ranker.txt", artefacts.ranker.encode())
         manifest = {
             "format": ARTEFACT_FORMAT,
             "built_at": artefacts.built_at.isoformat(),
             "n_interactions": artefacts.n_interactions,
             "feature_names": artefacts.feature_names,
             "info": artefacts.info,
+            "ranker": artefacts.ranker is not None,
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest))
-        name = f"v{artefacts.built_at.strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}"
-        final = self._root / name
-        os.rename(staging, final)
-        pointer = self._root / f".current.{os.getpid()}.tmp"
-        with open(pointer, "w") as fh:
-            json.dump({"version": name}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer, self._root / "current.json")
+        self._store.put(f"{name}/manifest.json", json.dumps(manifest).encode())  # last: the version is whole
+        self._store.put(CURRENT, json.dumps({"version": name}).encode())
         self._prune(name)
-        return final
+        return name
+
+    def versions(self) -> list[str]:
+        """The versions held, oldest first (names sort by build time)."""
+        return sorted({key.split("/", 1)[0] for key in self._store.list("v") if key.endswith("/manifest.json")})
 
     def _prune(self, live: str) -> None:
-        versions = sorted(p for p in self._root.glob("v*") if p.is_dir() and p.name != live)
-        for old in versions[: max(len(versions) - (self._keep - 1), 0)]:
-            shutil.rmtree(old, ignore_errors=True)
+        older = [v for v in self.versions() if v != live]
+        for old in older[: max(len(older) - (self._keep - 1), 0)]:
+            for key in list(self._store.list(f"{old}/")):
+                self._store.delete(key)
 
     def current(self) -> str | None:
-        try:
-            return str(json.loads((self._root / "current.json").read_text())["version"])
-        except FileNotFoundError:
-            return None
+        raw = self._store.get(CURRENT)
+        return None if raw is None else str(json.loads(raw)["version"])
+
+    def _manifest(self, name: str) -> dict[str, Any] | None:
+        raw = self._store.get(f"{name}/manifest.json")
+        return None if raw is None else dict(json.loads(raw))
 
     def load_info(self) -> dict[str, Any] | None:
         """The live artefacts' `info` without loading their arrays (None when none are published)."""
         name = self.current()
-        if name is None:
-            return None
-        try:
-            manifest = json.loads((self._root / name / "manifest.json").read_text())
-        except FileNotFoundError:  # pruned by a newer publication meanwhile
-            return None
-        return dict(manifest.get("info", {}))
+        manifest = None if name is None else self._manifest(name)  # None: pruned by a newer publication meanwhile
+        return None if manifest is None else dict(manifest.get("info", {}))
 
     def load(self) -> RecsArtefacts | None:
         name = self.current()
         if name is None:
             return None
-        folder = self._root / name
-        manifest = json.loads((folder / "manifest.json").read_text())
-        items = ItemIndex(json.loads((folder / "items.json").read_text()))
+        manifest, items_raw, arrays_raw = (
+            self._manifest(name),
+            self._store.get(f"{name}/items.json"),
+            self._store.get(f"{name}/arrays.npz"),
+        )
+        if manifest is None or items_raw is None or arrays_raw is None:
+            raise FileNotFoundError(f"recommendation artefacts {name}: a file is missing (pruned meanwhile?)")
+        ranker_raw = self._store.get(f"{name}/ranker.txt") if manifest.get("ranker", True) else None
+        items = ItemIndex(json.loads(items_raw))
         n = len(items)
-        with np.load(folder / "arrays.npz") as arrays:
+        with np.load(io.BytesIO(arrays_raw)) as arrays:
             popularity = PopularityStats(
                 users=arrays["pop_users"],
                 first_seen=arrays["pop_first_seen"],
@@ -383,16 +395,25 @@ class ArtefactStore:
                 timeline_ts=arrays["pop_timeline_ts"],
                 timeline_item=arrays["pop_timeline_item"],
             )
-            ranker_path = folder / "ranker.txt"
             return RecsArtefacts(
                 items=items,
                 co_interaction=_sparse("co", arrays, n),
                 transitions=_sparse("tr", arrays, n),
                 ease=arrays.get("ease"),
                 popularity=popularity,
-                ranker=ranker_path.read_text() if ranker_path.exists() else None,
+                ranker=None if ranker_raw is None else ranker_raw.decode(),
                 feature_names=list(manifest["feature_names"]),
                 built_at=datetime.fromisoformat(manifest["built_at"]),
                 n_interactions=int(manifest["n_interactions"]),
                 info=dict(manifest.get("info", {})),
             )
+
+
+def build_artefact_store(core: CoreSettings, recs: RecsSettings) -> ArtefactStore:
+    """Where the periodic job publishes and every API process reads: a bucket when `recs.artefacts.kind` is
+    s3 (hosts that share no disk), else the folder `recs.artefacts_path`."""
+    if recs.artefacts.kind == "s3":
+        store = S3BlobStore(recs.artefacts)
+        store.ensure_bucket()
+        return ArtefactStore(store)
+    return ArtefactStore.local(recs.artefacts_path(core.data_dir))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from services.core.settings import BlobSettings
+
 
 class TypeWeights(BaseModel):
     """How much each kind of interaction says about a user's taste. Zero leaves the type out of profiles."""
@@ -69,9 +71,11 @@ class RecsSettings(BaseModel):
     refresh_time_limit_s: int = Field(default=3600, ge=10)
     # How often the API checks for newly published artefacts (one small file read per check).
     reload_every_s: float = Field(default=30.0, ge=0)
-    # Where the periodic job writes the trained artefacts and the service reads them (default: DATA_DIR/recs).
-    # Worker and API must see the same folder.
+    # Where the periodic job writes the trained artefacts and every API process reads them: a folder
+    # (`artefacts_dir`, default DATA_DIR/recs) that worker and API must both see, or with `artefacts.kind=s3`
+    # a bucket, for hosts that share no disk.
     artefacts_dir: Path | None = None
+    artefacts: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-recs", prefix="recs/"))
     # The SQLite store of the embedded default (default: DATA_DIR/interactions.sqlite).
     interactions_db: Path | None = None
     # The OpenSearch index of interactions when the engine is OpenSearch (default: "<index alias>-interactions").

@@ -177,7 +177,7 @@ def rated_site(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTrans
     try:
         for start in range(0, len(ratings), MAX_BATCH):
             store.record(ratings[start : start + MAX_BATCH])
-        artefacts = ArtefactStore(settings.recs.artefacts_path(settings.data_dir))
+        artefacts = ArtefactStore.local(settings.recs.artefacts_path(settings.data_dir))
         job = RecsRefreshJob(store, artefacts, settings.recs, engine=engine, alias=settings.index_alias)
         job.run(train_ranker=False)
     finally:

@@ -142,7 +142,7 @@ def test_the_embedded_default_worker_refreshes_periodically_too(tmp_path: Path, 
         ]
     )
     store.close()
-    artefacts = ArtefactStore(data_dir / "recs")
+    artefacts = ArtefactStore.local(data_dir / "recs")
     services("worker", {"TRAWL_DATA_DIR": str(data_dir), "TRAWL_RECS__REFRESH_INTERVAL_S": "2"})
     deadline = time.monotonic() + 300
     while artefacts.current() is None and time.monotonic() < deadline:

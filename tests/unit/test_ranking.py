@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -433,27 +431,6 @@ def test_the_shipped_default_model_fits_the_service() -> None:
     model = load_default_model()
     model.check(SEARCH_FEATURES, FeatureExtractor().params)
     assert model.card.training.queries >= 200 and model.card.metrics
-
-
-S3_URL = os.environ.get("TRAWL_TEST_S3_URL", "http://127.0.0.1:5000")
-
-
-@pytest.fixture
-def s3_settings() -> Iterator[BlobSettings]:
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(S3_URL, timeout=1)
-    except OSError:
-        if os.environ.get("TRAWL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"no S3 (moto) answers at {S3_URL}")
-        pytest.skip(f"no S3 (moto) answers at {S3_URL}")
-    except Exception:  # an HTTP error status still means a server answered
-        pass
-    yield BlobSettings(
-        kind="s3", bucket=f"t-{uuid.uuid4().hex[:10]}", prefix="models/", endpoint_url=S3_URL,
-        access_key_id="test", secret_access_key="test",  # type: ignore[arg-type]
-    )  # fmt: skip
 
 
 def test_registry_and_feature_log_on_s3(s3_settings: BlobSettings, trained: tuple[str, ModelCard]) -> None:

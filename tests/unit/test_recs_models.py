@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.core.settings import BlobSettings, CoreSettings
 from services.recs.interactions import Interaction, InteractionType
 from services.recs.models import (
     ArtefactBuilder,
@@ -15,6 +16,7 @@ from services.recs.models import (
     InteractionLog,
     PopularityJob,
     TransitionJob,
+    build_artefact_store,
 )
 from services.recs.settings import CoInteractionSettings, EaseSettings, RecsSettings, TransitionSettings, TypeWeights
 from tests.unit.recs_world import at, world_interactions
@@ -77,21 +79,40 @@ def test_trending_is_the_share_of_a_window_that_ends_at_the_request() -> None:
     assert pop.users[log.items.pos["old"]] == 2
 
 
-def test_artefacts_round_trip_and_the_pointer_moves_atomically(tmp_path: Path) -> None:
+def _round_trip(store: ArtefactStore) -> None:
     settings = RecsSettings()
     built = ArtefactBuilder(settings).run(InteractionLog.build(world_interactions(), settings.type_weights))
     built.ranker, built.feature_names = "not a real model", ["f"]
-    store = ArtefactStore(tmp_path / "recs", keep=2)
-    assert store.load() is None
+    assert store.load() is None and store.load_info() is None
     first = store.save(built)
     built.built_at += timedelta(seconds=1)
     second = store.save(built)
     built.built_at += timedelta(seconds=1)
     third = store.save(built)
-    assert store.current() == third.name and not first.exists() and second.exists()  # keeps the last two
+    assert store.current() == third and store.versions() == [second, third]  # keeps the last two
+    assert first < second < third
     loaded = store.load()
     assert loaded is not None and loaded.items.ids == built.items.ids and loaded.ranker == "not a real model"
     assert (loaded.co_interaction != built.co_interaction).nnz == 0
     assert (loaded.transitions != built.transitions).nnz == 0
     assert built.ease is not None and loaded.ease is not None and np.array_equal(loaded.ease, built.ease)
     assert np.array_equal(loaded.popularity.timeline_ts, built.popularity.timeline_ts)
+    assert store.load_info() == built.info
+    built.ranker = None
+    built.built_at += timedelta(seconds=1)
+    store.save(built)
+    without = store.load()
+    assert without is not None and without.ranker is None
+
+
+def test_artefacts_round_trip_and_the_pointer_moves_atomically(tmp_path: Path) -> None:
+    _round_trip(ArtefactStore.local(tmp_path / "recs", keep=2))
+
+
+def test_artefacts_round_trip_in_a_bucket_that_hosts_share(s3_settings: BlobSettings, tmp_path: Path) -> None:
+    core = CoreSettings(data_dir=tmp_path / "var")
+    recs = RecsSettings(artefacts=s3_settings)
+    _round_trip(build_artefact_store(core, recs))
+    again = build_artefact_store(core, recs)  # another host, the same bucket
+    assert again.current() is not None and again.load() is not None
+    assert not (tmp_path / "var" / "recs").exists()  # nothing on local disk

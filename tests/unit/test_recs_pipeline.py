@@ -162,7 +162,7 @@ def test_the_trained_ranker_serves_and_survives_a_round_trip(
 ) -> None:
     trained = RankerTrainer(SETTINGS, engine=engine, alias=ALIAS).run(world_interactions())
     assert trained.ranker is not None and trained.info["ranker_groups"] >= 10
-    saved = ArtefactStore(tmp_path / "recs")
+    saved = ArtefactStore.local(tmp_path / "recs")
     saved.save(trained)
     loaded = saved.load()
     assert loaded is not None
@@ -180,7 +180,7 @@ def test_the_trained_ranker_serves_and_survives_a_round_trip(
 def test_the_refresh_job_publishes_artefacts_from_the_store(engine: EmbeddedEngine, tmp_path: Path) -> None:
     store = SQLiteInteractionStore(tmp_path / "interactions.sqlite")
     store.record(world_interactions())
-    artefacts = ArtefactStore(tmp_path / "recs")
+    artefacts = ArtefactStore.local(tmp_path / "recs")
     RecsRefreshJob(store, artefacts, SETTINGS, engine=engine, alias=ALIAS).run(train_ranker=False)
     first = artefacts.load()
     assert first is not None and first.ranker is None and set(first.items.ids) == {*A, *B}
@@ -193,7 +193,7 @@ def test_the_refresh_job_publishes_artefacts_from_the_store(engine: EmbeddedEngi
 def test_the_service_serves_cold_start_before_the_first_job_and_swaps_in_new_artefacts(
     store: InMemoryInteractionStore, engine: EmbeddedEngine, artefacts: RecsArtefacts, tmp_path: Path
 ) -> None:
-    published = ArtefactStore(tmp_path / "recs")
+    published = ArtefactStore.local(tmp_path / "recs")
     service = RecommendationService(
         store=store, artefacts=published, settings=SETTINGS, engine=engine, alias=ALIAS, reload_every_s=0
     )

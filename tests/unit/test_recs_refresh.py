@@ -56,7 +56,7 @@ def store(tmp_path: Path) -> Iterator[SQLiteInteractionStore]:
 def test_the_periodic_run_rebuilds_only_when_interactions_were_recorded_since(
     store: SQLiteInteractionStore, tmp_path: Path
 ) -> None:
-    artefacts = ArtefactStore(tmp_path / "recs")
+    artefacts = ArtefactStore.local(tmp_path / "recs")
     job = RecsRefreshJob(store, artefacts, FAST)
     assert job.run_if_changed() is None and artefacts.current() is None  # nothing to learn from yet
     store.record(world_interactions())
@@ -95,7 +95,7 @@ def test_the_scheduled_task_publishes_what_the_store_holds_with_the_policy_from_
     try:
         report = task.apply().get()
         assert report["published"] and report["ranker"] and report["interactions"] == len(varied())
-        live = ArtefactStore(settings.data_dir / "recs").load()
+        live = ArtefactStore.local(settings.data_dir / "recs").load()
         assert live is not None and live.ranker is not None and "i1" in live.items.ids
         assert task.apply().get()["published"] is False  # nothing new
     finally:
@@ -115,7 +115,7 @@ def test_the_cli_refreshes_once(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
     assert report["published"] and report["ranker"] is False and report["items"] > 0
-    assert ArtefactStore(data_dir / "recs").current() == report["version"]
+    assert ArtefactStore.local(data_dir / "recs").current() == report["version"]
     skipped = runner.invoke(cli, ["recs", "refresh", "--if-changed", "--json"], env=env)
     assert skipped.exit_code == 0, skipped.output
     again = json.loads(skipped.stdout)
@@ -126,7 +126,7 @@ def test_published_artefacts_record_the_count_they_were_built_from(
     store: SQLiteInteractionStore, tmp_path: Path
 ) -> None:
     store.record(world_interactions()[:50])
-    artefacts = ArtefactStore(tmp_path / "recs")
+    artefacts = ArtefactStore.local(tmp_path / "recs")
     RecsRefreshJob(store, artefacts, FAST).run(train_ranker=False, since=at(0) + timedelta(days=1))
     assert STORE_COUNT not in (artefacts.load_info() or {})  # a partial rebuild says nothing about the store
 
@@ -143,8 +143,8 @@ def test_overlapping_ticks_run_one_refresh_and_the_others_skip(tmp_path: Path) -
         with open(folder / "refresh.lock", "w") as held:  # another worker's refresh, running
             fcntl.flock(held, fcntl.LOCK_EX)
             skipped = runtime.refresh_recs(only_if_changed=False, train_ranker=False)
-        assert not skipped.published and ArtefactStore(folder).current() is None
+        assert not skipped.published and ArtefactStore.local(folder).current() is None
         ran = runtime.refresh_recs(only_if_changed=False, train_ranker=False)
-        assert ran.published and ArtefactStore(folder).current() is not None
+        assert ran.published and ArtefactStore.local(folder).current() is not None
     finally:
         runtime.close()
