@@ -215,13 +215,13 @@ class RecommendationService:
         """Load the live artefacts if they changed; True when the pipeline was swapped."""
         with self._lock:
             self._checked = time.monotonic()
-            current = self._artefacts.current()
-            if current is None or current == self._version:
-                return False
             try:
+                current = self._artefacts.current()
+                if current is None or current == self._version:
+                    return False
                 loaded = self._artefacts.load()
-            except (OSError, ValueError, KeyError) as exc:  # pruned or half-written: keep serving what we have
-                log.warning("could not load recommendation artefacts %s: %s", current, exc)
+            except Exception as exc:  # pruned meanwhile, or the store (a bucket) unreachable: keep serving
+                log.warning("could not load the recommendation artefacts: %s", exc)
                 return False
             if loaded is None:
                 return False

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from services.core.engines.embedded import EmbeddedEngine
+from services.core.storage import LocalBlobStore
 from services.recs.interactions import InMemoryInteractionStore, Interaction, InteractionType, SQLiteInteractionStore
 from services.recs.models import ArtefactBuilder, ArtefactStore, InteractionLog, RecsArtefacts
 from services.recs.pipeline import RecommendationPipeline, RecommendationService
@@ -203,6 +204,32 @@ def test_the_service_serves_cold_start_before_the_first_job_and_swaps_in_new_art
     published.save(artefacts)
     later = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
     assert service.version == published.current() and later.mode is Mode.USER and ids(later)[0] == "a3"
+
+
+def test_an_unreachable_artefact_store_leaves_the_service_serving_what_it_has(
+    store: InMemoryInteractionStore, engine: EmbeddedEngine, artefacts: RecsArtefacts, tmp_path: Path
+) -> None:
+    class Flaky(LocalBlobStore):
+        """A bucket that stops answering (a network error is no OSError in botocore)."""
+
+        down = False
+
+        def get(self, key: str) -> bytes | None:
+            if self.down:
+                raise RuntimeError("could not connect to the endpoint URL")
+            return super().get(key)
+
+    blobs = Flaky(tmp_path / "recs")
+    published = ArtefactStore(blobs)
+    published.save(artefacts)
+    service = RecommendationService(
+        store=store, artefacts=published, settings=SETTINGS, engine=engine, alias=ALIAS, reload_every_s=0
+    )
+    before = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
+    assert service.version == published.current() and before.mode is Mode.USER
+    blobs.down = True
+    during = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
+    assert ids(during) == ids(before) and service.version is not None
 
 
 def test_a_ranker_trained_on_other_features_is_not_used(
