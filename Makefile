@@ -35,12 +35,13 @@ services-up:
 services-down:
 	@infra/services-down.sh
 
-## Benchmarks (see docs/benchmarks.md): ingestion, reindex, query latency at 100k items.
+## Benchmarks (see docs/benchmarks.md): ingestion, reindex, query latency at 100k items, interaction events.
 bench:
 	$(VENV)/bin/trawl bench ingest
 	$(VENV)/bin/trawl bench reindex
 	$(VENV)/bin/trawl bench query
 	$(VENV)/bin/trawl bench query --stages fused
+	$(VENV)/bin/trawl bench events
 
 ## Evaluations on real judgments (see docs/evaluation.md): ranking on Cranfield, recommendations on MovieLens.
 eval:

@@ -439,7 +439,12 @@ def bench(
     which: Annotated[str, typer.Argument(help="ingest | reindex | query")],
 ) -> None:
     """Run a benchmark (figures next to a baseline from the same run; JSON under docs/results/)."""
-    modules = {"ingest": "services.bench.ingest", "reindex": "services.bench.reindex", "query": "services.bench.query"}
+    modules = {
+        "ingest": "services.bench.ingest",
+        "reindex": "services.bench.reindex",
+        "query": "services.bench.query",
+        "events": "services.bench.events",
+    }
     if which not in modules:
         _fail(f"unknown benchmark {which!r}; choose one of {', '.join(modules)}")
     _run_module(modules[which], ctx.args)

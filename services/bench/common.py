@@ -273,7 +273,7 @@ class Timed:
 
     @property
     def errors(self) -> int:
-        return sum(1 for s in self.statuses if s != 200)
+        return sum(1 for s in self.statuses if not 200 <= s < 300)
 
 
 def run_concurrently(
@@ -322,9 +322,15 @@ def run_concurrently(
     return Timed(latencies, statuses, time.perf_counter() - started)
 
 
-def http_load(base_url: str, paths: Sequence[str], concurrency: int, timeout: float = 600) -> Timed:
-    """GET each path from a second process on loopback (`services.bench.load`), `concurrency` at a time."""
-    spec = json.dumps({"base_url": base_url, "paths": list(paths), "concurrency": concurrency})
+def http_load(
+    base_url: str, paths: Sequence[str], concurrency: int, timeout: float = 600, *, bodies: Sequence[str] | None = None
+) -> Timed:
+    """GET each path (or with `bodies`, POST each its JSON body) from a second process on loopback
+    (`services.bench.load`), `concurrency` at a time."""
+    request: dict[str, Any] = {"base_url": base_url, "paths": list(paths), "concurrency": concurrency}
+    if bodies is not None:
+        request |= {"method": "POST", "bodies": list(bodies)}
+    spec = json.dumps(request)
     proc = subprocess.run(
         [sys.executable, "-m", "services.bench.load"],
         input=spec,

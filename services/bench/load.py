@@ -2,7 +2,8 @@
 
     python -m services.bench.load < spec.json > result.json
 
-with a spec {"base_url", "paths", "concurrency"}; it answers {"latencies_ms", "statuses", "wall_s"}.
+with a spec {"base_url", "paths", "concurrency"} (and for POSTs "method": "POST" and "bodies", one JSON text
+per path); it answers {"latencies_ms", "statuses", "wall_s"}.
 
 Its client is lean, as wrk or hey are: one keep-alive HTTP/1.1 connection per thread, connected before the
 clock starts, a request written as one prebuilt line and the answer read by its Content-Length (or its
@@ -34,7 +35,7 @@ class HttpError(RuntimeError):
 
 
 class KeepAliveClient:
-    """GET over one persistent connection. It reads the status, Content-Length, Transfer-Encoding and
+    """GET and POST over one persistent connection. It reads the status, Content-Length, Transfer-Encoding and
     Connection headers and the whole body; it reconnects when the server said it would close."""
 
     def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
@@ -58,7 +59,19 @@ class KeepAliveClient:
     def get(self, path: str) -> tuple[int, bytes]:
         """(status, body) of `GET path`. A kept connection the server has closed meanwhile (its keep-alive
         timeout) is opened again and the request sent once more, as HTTP clients do for a GET."""
-        request = b"GET " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header + b"\r\n\r\n"
+        return self.request(b"GET " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header + b"\r\n\r\n")
+
+    def post(self, path: str, body: bytes, content_type: bytes = b"application/json") -> tuple[int, bytes]:
+        """(status, body) of `POST path`. Never sent twice: a POST need not be idempotent."""
+        head = (
+            b"POST " + path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header
+            + b"\r\nContent-Type: " + content_type + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )  # fmt: skip
+        return self.request(head + body, resend=False)
+
+    def request(self, request: bytes, *, resend: bool = True) -> tuple[int, bytes]:
+        """(status, body) of a whole request as written; `resend`: once more on a kept connection that the
+        server closed before answering."""
         reused = self._sock is not None
         if self._sock is None:
             self.connect()
@@ -67,7 +80,8 @@ class KeepAliveClient:
             self._sock.sendall(request)
             head = self._read_head()
         except (HttpError, ConnectionError) as exc:
-            if not reused or self._buffer or (isinstance(exc, HttpError) and not exc.before_answer):
+            if not resend or not reused or self._buffer or (isinstance(exc, HttpError) and not exc.before_answer):
+                self.close()  # the next request opens a new connection
                 raise
             self.connect()
             assert self._sock is not None
@@ -140,12 +154,21 @@ def main() -> None:
         with lock:
             clients.append(client)
 
-    def get(path: str) -> int:
+    paths: list[str] = spec["paths"]
+    bodies: list[str] | None = spec.get("bodies")
+    if spec.get("method", "GET") == "POST":
+        if bodies is None or len(bodies) != len(paths):
+            raise SystemExit("a POST spec needs one body per path")
+    elif bodies is not None:
+        raise SystemExit("bodies are for POST")
+
+    def call(i: int) -> int:
         client: KeepAliveClient = local.client
-        status, _ = client.get(path)  # the whole body is read, as a client that uses the answer would
+        # the whole body is read, as a client that uses the answer would
+        status, _ = client.get(paths[i]) if bodies is None else client.post(paths[i], bodies[i].encode())
         return status
 
-    result = run_concurrently(spec["paths"], get, int(spec["concurrency"]), setup=connect)
+    result = run_concurrently(range(len(paths)), call, int(spec["concurrency"]), setup=connect)
     for c in clients:
         c.close()
     json.dump({"latencies_ms": result.latencies_ms, "statuses": result.statuses, "wall_s": result.wall_s}, sys.stdout)
