@@ -236,3 +236,59 @@ def test_the_stack_loses_no_interaction_of_one_user_written_from_two_processes_a
         stores[0].drop()
         for store in stores:
             store.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_keeps_reading_interactions_recorded_before_users_had_documents(
+    opensearch_settings: OpenSearchSettings,
+) -> None:
+    """An interactions index written before the per-user documents existed (an upgrade): its users' history
+    stays readable, and their new interactions join it."""
+    from services.core.engines.opensearch.client import build_client
+    from services.core.engines.opensearch.interactions import OpenSearchInteractionStore, interactions_index_body
+
+    index = f"contract-interactions-{uuid.uuid4().hex[:10]}"
+    client = build_client(opensearch_settings)
+    client.indices.create(index=index, body=interactions_index_body(opensearch_settings))
+    for n, item in enumerate(["old0", "old1"]):  # as the store wrote them before
+        doc = {"event_id": f"e{n}", "user_id": "u", "item_id": item, "type": "click", "ts": ev("u", item, n).epoch}
+        client.index(index=index, id=f"e{n}", body={**doc, "seq": n}, refresh=True)
+    store = OpenSearchInteractionStore(opensearch_settings, index)
+    try:
+        assert [i.item_id for i in store.history("u", limit=10)] == ["old0", "old1"]
+        store.record([ev("u", "new", 5)])
+        assert [i.item_id for i in store.history("u", limit=10)] == ["old0", "old1", "new"]
+        assert store.interacted_items("u") == {"old0", "old1", "new"}
+        again = OpenSearchInteractionStore(opensearch_settings, index)  # a second process: the same answer
+        assert [i.item_id for i in again.history("u", limit=10)] == ["old0", "old1", "new"]
+        again.close()
+    finally:
+        store.drop()
+        store.close()
+        client.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_takes_any_user_id_and_a_batch_longer_than_a_users_document(
+    opensearch_settings: OpenSearchSettings,
+) -> None:
+    from services.core.engines.opensearch.client import build_client
+    from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
+
+    store = OpenSearchInteractionStore(
+        opensearch_settings, f"contract-interactions-{uuid.uuid4().hex[:10]}", recent_per_user=3
+    )
+    client = build_client(opensearch_settings)
+    try:
+        client.indices.put_settings(index=store.index, body={"index": {"refresh_interval": "-1"}})
+        emoji = "🎬" * 200  # 800 bytes: longer than an OpenSearch document id may be
+        store.record([ev(emoji, "film", 1)])
+        assert [i.item_id for i in store.history(emoji, limit=5)] == ["film"]
+        # five of one user's interactions in one call, three of them kept on the document: exact at once
+        store.record([ev("u", f"i{n}", n) for n in range(5)])
+        assert [i.item_id for i in store.history("u", limit=10)] == [f"i{n}" for n in range(5)]
+        assert store.interacted_items("u") == {f"i{n}" for n in range(5)}
+    finally:
+        store.drop()
+        store.close()
+        client.close()

@@ -3,15 +3,21 @@ the SQLite store of the embedded default; both pass tests/contract/test_interact
 
 Two indices:
   `<index>`         one document per interaction: what training, analytics and `scan` read.
-  `<index>-recent`  one document per user: the user's last RECENT_PER_USER interactions, appended by a script
-                    in the same `record` call.
+  `<index>-recent`  one document per user (its id a hash of the user id): the user's last RECENT_PER_USER
+                    interactions, appended by a script in the same `record` call, before the interactions.
 Why two: a recommendation right after a click must already leave the clicked item out, but a search sees a
 document only after the index's next refresh. Waiting for it (`refresh=wait_for`) made every
 `POST /v1/events/interactions` take about a second (958 ms at p50 on the local node) and held an API
 thread for all of it. A GET by id is real-time, so `history` and `interacted_items` read the user's
-document: alone while it holds the user's whole history (it was never trimmed), else together with a search
-of the interactions, which holds everything but what the last refresh interval wrote, and that is among the
-user's last RECENT_PER_USER recorded. `scan` and `count` refresh the interactions index first (batch jobs).
+document, together with a search of the interactions, which holds everything but what the last refresh
+interval wrote, and that is among the user's last RECENT_PER_USER recorded. The search is left out when
+the document holds the user's whole history: it was never trimmed, and the user index was created with an
+empty interactions index (`_meta.holds_every_interaction`; one added beside an existing index does not).
+
+The user's document is written first: when the interactions' write fails after it, the client gets an error
+while reads already show the interactions (a resent batch may then show twice), rather than the other way
+round, where a user's document that claims to be whole would hide them for good. `scan` and `count` refresh
+the interactions index first (batch jobs), and so does a `record` that trimmed a document in the same call.
 
 `seq` is a per-process monotonic number (nanoseconds since the epoch at recording), so that interactions
 with equal timestamps keep their recording order; `event_id` (random) breaks the remaining ties so that
@@ -20,6 +26,7 @@ paging never skips or repeats a document.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -37,7 +44,7 @@ from services.recs.interactions import Interaction, InteractionType, check_batch
 
 PAGE = 10_000  # OpenSearch's max_result_window: the most one search may return
 # Interactions kept on a user's document. Reads stay exact while no user records more than this within one
-# refresh interval (1 s by default); a document is ~100 bytes per interaction.
+# refresh interval (1 s by default); a document takes ~250 bytes per interaction, and each append rewrites it.
 RECENT_PER_USER = 500
 _SORT_ASC = [{"ts": "asc"}, {"seq": "asc"}, {"event_id": "asc"}]
 _SORT_DESC = [{"ts": "desc"}, {"seq": "desc"}, {"event_id": "desc"}]
@@ -64,10 +71,11 @@ def interactions_index_body(settings: OpenSearchSettings) -> dict[str, Any]:
     }
 
 
-def recent_index_body(settings: OpenSearchSettings) -> dict[str, Any]:
+def recent_index_body(settings: OpenSearchSettings, *, holds_every_interaction: bool) -> dict[str, Any]:
     return {
         "settings": {"index": {"number_of_shards": settings.shards, "number_of_replicas": settings.replicas}},
         "mappings": {
+            "_meta": {"holds_every_interaction": holds_every_interaction},
             "dynamic": "strict",
             "properties": {
                 "user_id": {"type": "keyword"},
@@ -134,22 +142,29 @@ class OpenSearchInteractionStore:
         self._keep = recent_per_user
         self._client = build_client(settings)
         self._retry = Retrier(settings)
-        self._ensure_index(self._index, interactions_index_body(settings))
-        self._ensure_index(self._recent, recent_index_body(settings))
+        fresh = self._ensure_index(self._index, interactions_index_body(settings))
+        self._ensure_index(self._recent, recent_index_body(settings, holds_every_interaction=fresh))
+        mapping = self._retry(lambda: self._client.indices.get_mapping(index=self._recent))
+        meta = mapping[self._recent]["mappings"].get("_meta", {})
+        self._whole = bool(meta.get("holds_every_interaction", False))
 
     @property
     def index(self) -> str:
         return self._index
 
-    def _ensure_index(self, index: str, body: dict[str, Any]) -> None:
+    def _ensure_index(self, index: str, body: dict[str, Any]) -> bool:
+        """Create `index` unless it exists; True when this call created it."""
         if self._retry(lambda: self._client.indices.exists(index=index)):
-            return
+            return False
+        created = True
         try:
             self._retry(lambda: self._client.indices.create(index=index, body=body))
         except RequestError as exc:  # another process (the API beside a worker) created it first
             if "resource_already_exists" not in str(exc.error):
                 raise
+            created = False
         self._retry(lambda: self._client.cluster.health(index=index, wait_for_status="yellow"))
+        return created
 
     # ---- writing ---------------------------------------------------------------------------------------
 
@@ -172,16 +187,16 @@ class OpenSearchInteractionStore:
                 "query_id": i.query_id,
                 "position": i.position,
             }
-        # The interactions first, then each user's document: a failure in between leaves nothing a later read
-        # would miss once the index refreshes, and a resent batch duplicates neither (fixed ids; the script
-        # skips events its document holds).
-        self._write(partial(self._index_ops, docs), set(docs), "interactions")
         by_user: dict[str, list[dict[str, Any]]] = {}
         for doc in docs.values():
-            by_user.setdefault(doc["user_id"], []).append(doc)
-        # 409: the script lost the race for a user's document more often than its retry_on_conflict allows
+            by_user.setdefault(user_key(doc["user_id"]), []).append(doc)
+        # 409: the script lost the race for a user's document more often than its retry_on_conflict allows;
+        # resending is safe, the script skips the events the document holds
         appends = partial(self._append_ops, by_user)
         self._write(appends, set(by_user), "users' recent interactions", transient=frozenset({409}))
+        self._write(partial(self._index_ops, docs), set(docs), "interactions")  # fixed ids: resent, not doubled
+        if any(len(events) > self._keep for events in by_user.values()):
+            self._refresh()  # a document dropped some of this call's own interactions: make them searchable
         return len(interactions)
 
     def _write(
@@ -214,11 +229,12 @@ class OpenSearchInteractionStore:
 
     def _append_ops(self, by_user: dict[str, list[dict[str, Any]]], pending: set[str]) -> list[dict[str, Any]]:
         body: list[dict[str, Any]] = []
-        for user_id in pending:
-            events = by_user[user_id]
+        for key in pending:
+            events = by_user[key]
             # retry_on_conflict: two API processes appending for one user at once; the script runs again
-            body.append({"update": {"_index": self._recent, "_id": user_id, "retry_on_conflict": 10}})
+            body.append({"update": {"_index": self._recent, "_id": key, "retry_on_conflict": 10}})
             script = {"source": _APPEND, "lang": "painless", "params": {"events": events, "keep": self._keep}}
+            user_id = events[0]["user_id"]
             first = {"user_id": user_id, "trimmed": len(events) > self._keep, "events": events[-self._keep :]}
             body.append({"script": script, "upsert": first})
         return body
@@ -243,14 +259,16 @@ class OpenSearchInteractionStore:
 
     def _recent_of(self, user_id: str) -> tuple[list[dict[str, Any]], bool]:
         """The user's document (a real-time GET): their last interactions as recorded, and whether they are all
-        of them (the document was never trimmed)."""
+        of them (never trimmed, in a user index that has held every interaction from the start)."""
         found = self._retry(
-            partial(self._client.get, index=self._recent, id=user_id, ignore=[404], params={"realtime": "true"})
+            partial(
+                self._client.get, index=self._recent, id=user_key(user_id), ignore=[404], params={"realtime": "true"}
+            )
         )
         if not found.get("found"):
-            return [], True
+            return [], self._whole
         source = found["_source"]
-        return list(source.get("events", [])), not source.get("trimmed", False)
+        return list(source.get("events", [])), self._whole and not source.get("trimmed", False)
 
     def _query(
         self,
@@ -361,6 +379,11 @@ class OpenSearchInteractionStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def user_key(user_id: str) -> str:
+    """A user's document id: user ids may run to 256 characters of any script, OpenSearch ids to 512 bytes."""
+    return hashlib.sha256(user_id.encode()).hexdigest()
 
 
 def _order(doc: dict[str, Any]) -> tuple[float, int, str]:
