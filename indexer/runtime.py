@@ -107,7 +107,7 @@ class IndexerRuntime:
     def recs_artefacts(self) -> ArtefactStore:
         from services.recs import build_artefact_store
 
-        return build_artefact_store(self.settings, self.settings.recs)
+        return build_artefact_store(self.settings, self.settings.recs, publisher=True)
 
     def recs_refresh_job(self) -> RecsRefreshJob:
         from services.recs import RecsRefreshJob

@@ -55,7 +55,16 @@ class LocalBlobStore:
             return None
 
     def delete(self, key: str) -> None:
-        (self._root / _check_key(key)).unlink(missing_ok=True)
+        path = self._root / _check_key(key)
+        path.unlink(missing_ok=True)
+        # folders a key's prefix made, once empty, go with it (as on S3, where folders do not exist)
+        for parent in path.parents:
+            if parent == self._root or self._root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty
+                break
 
     def list(self, prefix: str = "") -> Iterator[str]:
         for path in sorted(self._root.rglob("*")):

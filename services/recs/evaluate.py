@@ -44,6 +44,7 @@ NO_VECTORS = "pipeline without the vector source"
 
 # Where a deployment keeps things and how often it refreshes: not part of what an evaluation measured.
 DEPLOYMENT_FIELDS = {
+    "artefacts",  # a bucket's endpoint and credentials among them
     "artefacts_dir",
     "interactions_db",
     "interactions_index",

@@ -356,7 +356,9 @@ class ArtefactStore:
     def _prune(self, live: str) -> None:
         older = [v for v in self.versions() if v != live]
         for old in older[: max(len(older) - (self._keep - 1), 0)]:
-            for key in list(self._store.list(f"{old}/")):
+            # the manifest last: a prune cut short leaves a version that is still listed, and pruned next time
+            keys = sorted(self._store.list(f"{old}/"), key=lambda k: k.endswith("/manifest.json"))
+            for key in keys:
                 self._store.delete(key)
 
     def current(self) -> str | None:
@@ -385,6 +387,8 @@ class ArtefactStore:
         if manifest is None or items_raw is None or arrays_raw is None:
             raise FileNotFoundError(f"recommendation artefacts {name}: a file is missing (pruned meanwhile?)")
         ranker_raw = self._store.get(f"{name}/ranker.txt") if manifest.get("ranker", True) else None
+        if ranker_raw is None and manifest.get("ranker"):  # never serve a version without the ranker it has
+            raise FileNotFoundError(f"recommendation artefacts {name}: ranker.txt is missing (pruned meanwhile?)")
         items = ItemIndex(json.loads(items_raw))
         n = len(items)
         with np.load(io.BytesIO(arrays_raw)) as arrays:
@@ -409,11 +413,13 @@ class ArtefactStore:
             )
 
 
-def build_artefact_store(core: CoreSettings, recs: RecsSettings) -> ArtefactStore:
+def build_artefact_store(core: CoreSettings, recs: RecsSettings, *, publisher: bool = False) -> ArtefactStore:
     """Where the periodic job publishes and every API process reads: a bucket when `recs.artefacts.kind` is
-    s3 (hosts that share no disk), else the folder `recs.artefacts_path`."""
+    s3 (hosts that share no disk), else the folder `recs.artefacts_path`. Only the `publisher` (the job)
+    creates the bucket: a reader starts without it, serving cold start until artefacts are published."""
     if recs.artefacts.kind == "s3":
         store = S3BlobStore(recs.artefacts)
-        store.ensure_bucket()
+        if publisher:
+            store.ensure_bucket()
         return ArtefactStore(store)
     return ArtefactStore.local(recs.artefacts_path(core.data_dir))

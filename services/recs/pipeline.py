@@ -60,6 +60,8 @@ from services.recs.types import (
 )
 
 log = logging.getLogger(__name__)
+# How long a published version that failed to load is left before it is fetched again.
+FAILED_VERSION_RETRY_S = 300.0
 
 
 def default_sources(
@@ -197,6 +199,7 @@ class RecommendationService:
         self._reload_every_s = self._settings.reload_every_s if reload_every_s is None else reload_every_s
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._failed: tuple[str, float] | None = None  # a version that failed to load, and when to try again
         self._checked = -float("inf")
         self._pipeline = self._build(empty_artefacts())
         self.reload()
@@ -214,14 +217,21 @@ class RecommendationService:
     def reload(self) -> bool:
         """Load the live artefacts if they changed; True when the pipeline was swapped."""
         with self._lock:
-            self._checked = time.monotonic()
+            self._checked = now = time.monotonic()
+            current: str | None = None
             try:
                 current = self._artefacts.current()
                 if current is None or current == self._version:
                     return False
+                if self._failed is not None and self._failed[0] == current and now < self._failed[1]:
+                    return False
                 loaded = self._artefacts.load()
-            except Exception as exc:  # pruned meanwhile, or the store (a bucket) unreachable: keep serving
-                log.warning("could not load the recommendation artefacts: %s", exc)
+            except Exception:  # pruned meanwhile, unreadable, or the store (a bucket) unreachable: keep serving
+                # A version that failed to load is fetched again only after a while (it may be large, and
+                # broken for good), at once when the pointer moves on.
+                if current is not None:
+                    self._failed = (current, now + FAILED_VERSION_RETRY_S)
+                log.warning("could not load the recommendation artefacts %s", current, exc_info=True)
                 return False
             if loaded is None:
                 return False

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from services.core.settings import BlobSettings, CoreSettings
+from services.core.storage import BlobStore, LocalBlobStore, S3BlobStore
 from services.recs.interactions import Interaction, InteractionType
 from services.recs.models import (
     ArtefactBuilder,
@@ -79,7 +80,7 @@ def test_trending_is_the_share_of_a_window_that_ends_at_the_request() -> None:
     assert pop.users[log.items.pos["old"]] == 2
 
 
-def _round_trip(store: ArtefactStore) -> None:
+def _round_trip(store: ArtefactStore, blobs: BlobStore) -> None:
     settings = RecsSettings()
     built = ArtefactBuilder(settings).run(InteractionLog.build(world_interactions(), settings.type_weights))
     built.ranker, built.feature_names = "not a real model", ["f"]
@@ -90,6 +91,7 @@ def _round_trip(store: ArtefactStore) -> None:
     built.built_at += timedelta(seconds=1)
     third = store.save(built)
     assert store.current() == third and store.versions() == [second, third]  # keeps the last two
+    assert not list(blobs.list(f"{first}/"))  # nothing of the pruned version is left
     assert first < second < third
     loaded = store.load()
     assert loaded is not None and loaded.items.ids == built.items.ids and loaded.ranker == "not a real model"
@@ -106,13 +108,18 @@ def _round_trip(store: ArtefactStore) -> None:
 
 
 def test_artefacts_round_trip_and_the_pointer_moves_atomically(tmp_path: Path) -> None:
-    _round_trip(ArtefactStore.local(tmp_path / "recs", keep=2))
+    blobs = LocalBlobStore(tmp_path / "recs")
+    _round_trip(ArtefactStore(blobs, keep=2), blobs)
+    assert sorted(p.name for p in (tmp_path / "recs").iterdir()) == ["current.json", *ArtefactStore(blobs).versions()]
 
 
 def test_artefacts_round_trip_in_a_bucket_that_hosts_share(s3_settings: BlobSettings, tmp_path: Path) -> None:
     core = CoreSettings(data_dir=tmp_path / "var")
     recs = RecsSettings(artefacts=s3_settings)
-    _round_trip(build_artefact_store(core, recs))
+    reader = build_artefact_store(core, recs)  # an API host starts before the bucket exists
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        reader.current()
+    _round_trip(build_artefact_store(core, recs, publisher=True), S3BlobStore(s3_settings))  # the job makes it
     again = build_artefact_store(core, recs)  # another host, the same bucket
     assert again.current() is not None and again.load() is not None
     assert not (tmp_path / "var" / "recs").exists()  # nothing on local disk

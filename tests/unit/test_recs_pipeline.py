@@ -230,6 +230,18 @@ def test_an_unreachable_artefact_store_leaves_the_service_serving_what_it_has(
     blobs.down = True
     during = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))
     assert ids(during) == ids(before) and service.version is not None
+    blobs.down = False
+    # a version published with a ranker whose file is gone is not served, and not fetched again at once
+    served = service.version
+    broken = published.save(replace(artefacts, ranker="tree\n", built_at=artefacts.built_at + timedelta(days=1)))
+    blobs.delete(f"{broken}/ranker.txt")
+    reads: list[str] = []
+    original_get = blobs.get
+    blobs.get = lambda key: (reads.append(key), original_get(key))[1]  # type: ignore[method-assign]
+    for _ in range(3):
+        assert ids(service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))) == ids(before)
+    assert service.version == served
+    assert sum(k.endswith("arrays.npz") for k in reads) == 1  # one attempt, not one per request
 
 
 def test_a_ranker_trained_on_other_features_is_not_used(
