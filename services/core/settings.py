@@ -66,6 +66,10 @@ class BlobSettings(BaseModel):
     region: str = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
+    # botocore waits 60 s to connect and tries 5 times by default: minutes before an unreachable store fails
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
 
 
 class EmbeddingSettings(BaseModel):

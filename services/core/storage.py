@@ -80,8 +80,15 @@ class S3BlobStore:
 
         self._bucket = settings.bucket
         self._prefix = settings.prefix
+        from botocore.config import Config
+
         self._client: Any = client or boto3.client(
             "s3",
+            config=Config(
+                connect_timeout=settings.connect_timeout_s,
+                read_timeout=settings.read_timeout_s,
+                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+            ),
             endpoint_url=settings.endpoint_url,
             region_name=settings.region,
             aws_access_key_id=settings.access_key_id,

@@ -214,32 +214,41 @@ class RecommendationService:
         """The artefacts version served (None: none published yet)."""
         return self._version
 
-    def reload(self) -> bool:
-        """Load the live artefacts if they changed; True when the pipeline was swapped."""
-        with self._lock:
-            self._checked = now = time.monotonic()
-            current: str | None = None
-            try:
-                current = self._artefacts.current()
-                if current is None or current == self._version:
-                    return False
-                if self._failed is not None and self._failed[0] == current and now < self._failed[1]:
-                    return False
-                loaded = self._artefacts.load()
-            except Exception:  # pruned meanwhile, unreadable, or the store (a bucket) unreachable: keep serving
-                # A version that failed to load is fetched again only after a while (it may be large, and
-                # broken for good), at once when the pointer moves on.
-                if current is not None:
-                    self._failed = (current, now + FAILED_VERSION_RETRY_S)
-                log.warning("could not load the recommendation artefacts %s", current, exc_info=True)
+    def reload(self, *, wait: bool = True) -> bool:
+        """Load the live artefacts if they changed; True when the pipeline was swapped. `wait=False` returns
+        at once when another thread is loading: requests keep being served while one of them loads."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            return self._reload()
+        finally:
+            self._lock.release()
+
+    def _reload(self) -> bool:
+        """`reload` with the lock held."""
+        self._checked = now = time.monotonic()
+        current: str | None = None
+        try:
+            current = self._artefacts.current()
+            if current is None or current == self._version:
                 return False
-            if loaded is None:
+            if self._failed is not None and self._failed[0] == current and now < self._failed[1]:
                 return False
-            self._pipeline = self._build(loaded)
-            self._version = current
-            return True
+            loaded = self._artefacts.load()
+        except Exception:  # pruned meanwhile, unreadable, or the store (a bucket) unreachable: keep serving
+            # A version that failed to load is fetched again only after a while (it may be large, and
+            # broken for good), at once when the pointer moves on.
+            if current is not None:
+                self._failed = (current, now + FAILED_VERSION_RETRY_S)
+            log.warning("could not load the recommendation artefacts %s", current, exc_info=True)
+            return False
+        if loaded is None:
+            return False
+        self._pipeline = self._build(loaded)
+        self._version = current
+        return True
 
     def run(self, request: RecommendationRequest) -> RecommendationResult:
         if time.monotonic() - self._checked >= self._reload_every_s:
-            self.reload()
+            self.reload(wait=False)
         return self._pipeline.run(request)

@@ -244,6 +244,39 @@ def test_an_unreachable_artefact_store_leaves_the_service_serving_what_it_has(
     assert sum(k.endswith("arrays.npz") for k in reads) == 1  # one attempt, not one per request
 
 
+def test_requests_are_served_while_one_of_them_loads_new_artefacts(
+    store: InMemoryInteractionStore, engine: EmbeddedEngine, artefacts: RecsArtefacts, tmp_path: Path
+) -> None:
+    import threading
+
+    class Slow(LocalBlobStore):
+        """A bucket that takes its time over the arrays."""
+
+        gate = threading.Event()
+        waiting = threading.Event()
+
+        def get(self, key: str) -> bytes | None:
+            if key.endswith("arrays.npz"):
+                self.waiting.set()
+                assert self.gate.wait(10)
+            return super().get(key)
+
+    blobs = Slow(tmp_path / "recs")
+    published = ArtefactStore(blobs)
+    service = RecommendationService(
+        store=store, artefacts=published, settings=SETTINGS, engine=engine, alias=ALIAS, reload_every_s=0
+    )
+    published.save(artefacts)
+    loader = threading.Thread(target=service.run, args=(RecommendationRequest(user_id="alice", k=5, at=NOW),))
+    loader.start()
+    assert blobs.waiting.wait(10)  # the first request is loading the new version
+    quick = service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))  # served meanwhile, not queued
+    assert quick.mode is Mode.CONTENT and service.version is None
+    blobs.gate.set()
+    loader.join(10)
+    assert service.version == published.current()
+
+
 def test_a_ranker_trained_on_other_features_is_not_used(
     store: InMemoryInteractionStore, artefacts: RecsArtefacts
 ) -> None:
