@@ -436,7 +436,7 @@ def recs_refresh(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    which: Annotated[str, typer.Argument(help="ingest | reindex | query")],
+    which: Annotated[str, typer.Argument(help="ingest | reindex | query | events")],
 ) -> None:
     """Run a benchmark (figures next to a baseline from the same run; JSON under docs/results/)."""
     modules = {
