@@ -19,13 +19,13 @@ import pytest
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.core.embedding import SentenceTransformerEmbedder
-from services.core.engines import build_engine
 from services.core.engines.base import Document
 from services.core.storage import LocalBlobStore
 from services.ranking.features import SEARCH_FEATURES, FeatureExtractor, FeatureSet
 from services.ranking.registry import DEFAULT_MODEL_DIR, ModelRegistry
 from services.ranking.settings import RankingSettings
 from services.ranking.train import QueryRows, TrainingSet, train_model
+from tests.support.index import live_index
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -72,11 +72,7 @@ def api(
         admin_key=KEY,  # type: ignore[arg-type]
         ranking=RankingSettings(model="current"),  # an empty registry: the shipped default model
     )
-    engine = build_engine(settings)
-    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-    engine.point_alias(alias, version.version)
-    assert engine.upsert(alias, film_documents).ok
-    engine.refresh(alias)
+    engine = live_index(settings, embedder, film_documents)
     try:
         with (
             Server(create_app(settings, embedder=embedder)) as server,

@@ -18,10 +18,10 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.core.domain import Item
 from services.core.embedding import SentenceTransformerEmbedder
-from services.core.engines import build_engine
 from services.core.engines.base import Document
 from services.core.settings import OpenSearchSettings
 from services.recs.settings import RankerSettings, RecsSettings
+from tests.support.index import live_index
 from tests.support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -76,11 +76,7 @@ def live(
         recs=recs,
         **extra,
     )
-    engine = build_engine(settings)  # the writer: what ingestion would do
-    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-    engine.point_alias(alias, version.version)
-    assert engine.upsert(alias, film_documents).ok
-    engine.refresh(alias)
+    engine = live_index(settings, embedder, film_documents)  # the writer: what ingestion would do
     items = {d.item.id: d.item for d in film_documents}
     runtime = IndexerRuntime(settings)
     try:

@@ -20,9 +20,9 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.core.domain import Item
 from services.core.embedding import SentenceTransformerEmbedder
-from services.core.engines import build_engine
 from services.core.engines.base import Document, SearchEngine
 from services.core.settings import OpenSearchSettings
+from tests.support.index import live_index
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -109,12 +109,7 @@ def live(
     settings = ApiSettings(
         engine=request.param, data_dir=tmp_path_factory.mktemp("api") / "var", index_alias=alias, **extra
     )
-    engine = build_engine(settings)  # the writer: what ingestion would do, through the same contract
-    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-    engine.point_alias(alias, version.version)
-    result = engine.upsert(alias, documents)
-    assert result.ok, result.failed[:3]
-    engine.refresh(alias)
+    engine = live_index(settings, embedder, documents)  # the writer: what ingestion would do, through the contract
     try:
         with (
             Server(create_app(settings, embedder=embedder)) as server,

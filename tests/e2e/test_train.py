@@ -20,12 +20,12 @@ from services.api.app import create_app
 from services.api.settings import ApiSettings
 from services.cli import app as cli
 from services.core.embedding import SentenceTransformerEmbedder
-from services.core.engines import build_engine
 from services.core.engines.base import Document
 from services.ranking.feature_log import build_sink, read_records
 from services.ranking.registry import build_registry
 from services.ranking.settings import RankingSettings
 from services.ranking.train import known_item_queries, train
+from tests.support.index import live_index
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -43,11 +43,7 @@ def settings(
         index_alias=alias,
         ranking=RankingSettings(model="current", feature_log={"flush_every_s": 0.1}),
     )
-    engine = build_engine(settings)
-    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-    engine.point_alias(alias, version.version)
-    assert engine.upsert(alias, film_documents).ok
-    engine.refresh(alias)
+    engine = live_index(settings, embedder, film_documents)
     try:
         yield settings
     finally:

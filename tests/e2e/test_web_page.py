@@ -34,6 +34,7 @@ from services.core.engines import build_engine
 from services.core.engines.base import Document
 from services.recs import ArtefactStore, RecsRefreshJob, SQLiteInteractionStore
 from services.recs.interactions import MAX_BATCH
+from tests.support.index import live_index
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -87,12 +88,7 @@ def site(
         index_alias=alias,
         admin_key=ADMIN_KEY,
     )
-    engine = build_engine(settings)
-    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-    engine.point_alias(alias, version.version)
-    result = engine.upsert(alias, film_documents)
-    assert result.ok, result.failed[:3]
-    engine.refresh(alias)
+    engine = live_index(settings, embedder, film_documents)
     try:
         with Server(create_app(settings, embedder=embedder)) as server:
             paths = set(httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"])
