@@ -48,6 +48,7 @@ DEPLOYMENT_FIELDS = {
     "artefacts_dir",
     "interactions_db",
     "interactions_index",
+    "interactions_wait_for_refresh",
     "refresh_interval_s",
     "refresh_time_limit_s",
     "reload_every_s",

@@ -313,5 +313,8 @@ def build_interaction_store(settings: CoreSettings, recs: RecsSettings) -> Inter
     if settings.engine == "opensearch":
         from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
 
-        return OpenSearchInteractionStore(settings.opensearch, recs.interactions_index_name(settings.index_alias))
+        index = recs.interactions_index_name(settings.index_alias)
+        return OpenSearchInteractionStore(
+            settings.opensearch, index, wait_for_refresh=recs.interactions_wait_for_refresh
+        )
     return SQLiteInteractionStore(recs.interactions_path(settings.data_dir))

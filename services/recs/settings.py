@@ -80,6 +80,10 @@ class RecsSettings(BaseModel):
     interactions_db: Path | None = None
     # The OpenSearch index of interactions when the engine is OpenSearch (default: "<index alias>-interactions").
     interactions_index: str | None = None
+    # On OpenSearch, have each write return only once its interactions are searchable in that index (for
+    # readers of the index itself); every write then waits for the next refresh, up to a second. Reads
+    # through the store see a write at once either way.
+    interactions_wait_for_refresh: bool = False
 
     def artefacts_path(self, data_dir: Path) -> Path:
         return self.artefacts_dir if self.artefacts_dir is not None else data_dir / "recs"

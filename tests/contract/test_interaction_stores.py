@@ -292,3 +292,24 @@ def test_the_stack_takes_any_user_id_and_a_batch_longer_than_a_users_document(
         store.drop()
         store.close()
         client.close()
+
+
+@pytest.mark.opensearch
+def test_the_stack_can_return_only_once_a_write_is_searchable(opensearch_settings: OpenSearchSettings) -> None:
+    """For readers of the interactions index itself (analytics): `interactions_wait_for_refresh`."""
+    from services.core.engines.opensearch.client import build_client
+
+    alias = f"contract-{uuid.uuid4().hex[:10]}"
+    settings = CoreSettings(engine="opensearch", opensearch=opensearch_settings, index_alias=alias)
+    store = build_interaction_store(settings, RecsSettings(interactions_wait_for_refresh=True))
+    client = build_client(opensearch_settings)
+    try:
+        index = RecsSettings().interactions_index_name(alias)
+        # a refresh every 2 s: a write that did not wait is searchable only after one
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "2s"}})
+        store.record([ev("u", "a", 1), ev("v", "b", 2)])
+        assert client.count(index=index)["count"] == 2  # searchable when record returned
+    finally:
+        store.drop()  # type: ignore[attr-defined]
+        store.close()
+        client.close()

@@ -133,10 +133,21 @@ class OpenSearchInteractionStore:
     """Interactions in one OpenSearch index and their users' recent ones in a second, both created on first use.
     Safe to share between threads."""
 
-    def __init__(self, settings: OpenSearchSettings, index: str, *, recent_per_user: int = RECENT_PER_USER) -> None:
+    def __init__(
+        self,
+        settings: OpenSearchSettings,
+        index: str,
+        *,
+        recent_per_user: int = RECENT_PER_USER,
+        wait_for_refresh: bool = False,
+    ) -> None:
+        """`wait_for_refresh`: `record` returns once its interactions are searchable in the interactions index,
+        as it did before the user documents existed, for a reader of that index itself; each call then waits
+        for the index's next refresh (up to its interval, 1 s by default)."""
         if recent_per_user < 1:
             raise ValueError("recent_per_user must be >= 1")
         self._settings = settings
+        self._bulk_params = {"refresh": "wait_for"} if wait_for_refresh else {}
         self._index = index
         self._recent = f"{index}-recent"
         self._keep = recent_per_user
@@ -212,7 +223,7 @@ class OpenSearchInteractionStore:
         attempts = self._settings.max_retries + 1
         for attempt in range(attempts):
             body = ops(pending)
-            response = self._retry(partial(self._client.bulk, body=body))
+            response = self._retry(partial(self._client.bulk, body=body, params=self._bulk_params))
             pending = self._rejected(response, transient)
             if not pending:
                 return
