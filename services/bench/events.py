@@ -149,11 +149,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             errors = dict.fromkeys(runners, 0)
             for key, runner in runners.items():  # warm-up: connections, the first write of each user
                 runner(batches(f"{key}-warm", size, 5))
-            rounds = 2
-            total = sum(
-                min(args.requests // rounds, args.wait_requests if k == "wait" else args.requests) for k in runners
-            )
-            with Steps(console, f"batch of {size}: {len(runners)} measures", total * rounds) as bar:
+            total = rounds * sum(waits if key == "wait" else per_round for key in runners)
+            with Steps(console, f"batch of {size}: {len(runners)} measures", total) as bar:
                 for r in range(rounds):
                     for key in runners if r % 2 == 0 else reversed(list(runners)):
                         work = batches(f"{key}-r{r}", size, per_round)
@@ -224,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--opensearch", action="store_true", help="the stack's store instead of SQLite")
     parser.add_argument("--opensearch-url", default="http://127.0.0.1:9200")
     parser.add_argument("--requests", type=int, default=400, help="requests per measure and batch size")
-    parser.add_argument("--wait-requests", type=int, default=40, help="of them for the measure that waits for the refresh")
+    parser.add_argument("--wait-requests", type=int, default=40, help="of them for the measure that waits")
     parser.add_argument("--quick", action="store_true", help="smoke run: 40 requests, a _quick JSON only")
     args = parser.parse_args(argv)
     if args.quick:

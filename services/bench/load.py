@@ -72,6 +72,13 @@ class KeepAliveClient:
     def request(self, request: bytes, *, resend: bool = True) -> tuple[int, bytes]:
         """(status, body) of a whole request as written; `resend`: once more on a kept connection that the
         server closed before answering."""
+        try:
+            return self._exchange(request, resend)
+        except BaseException:
+            self.close()  # a connection left mid-answer would hand its rest to the next request
+            raise
+
+    def _exchange(self, request: bytes, resend: bool) -> tuple[int, bytes]:
         reused = self._sock is not None
         if self._sock is None:
             self.connect()
@@ -81,7 +88,6 @@ class KeepAliveClient:
             head = self._read_head()
         except (HttpError, ConnectionError) as exc:
             if not resend or not reused or self._buffer or (isinstance(exc, HttpError) and not exc.before_answer):
-                self.close()  # the next request opens a new connection
                 raise
             self.connect()
             assert self._sock is not None

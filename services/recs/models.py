@@ -379,16 +379,17 @@ class ArtefactStore:
         name = self.current()
         if name is None:
             return None
-        manifest, items_raw, arrays_raw = (
-            self._manifest(name),
-            self._store.get(f"{name}/items.json"),
-            self._store.get(f"{name}/arrays.npz"),
-        )
-        if manifest is None or items_raw is None or arrays_raw is None:
+        # the small files first: a version that misses one costs no download of the arrays
+        manifest = self._manifest(name)
+        items_raw = self._store.get(f"{name}/items.json")
+        if manifest is None or items_raw is None:
             raise FileNotFoundError(f"recommendation artefacts {name}: a file is missing (pruned meanwhile?)")
         ranker_raw = self._store.get(f"{name}/ranker.txt") if manifest.get("ranker", True) else None
         if ranker_raw is None and manifest.get("ranker"):  # never serve a version without the ranker it has
             raise FileNotFoundError(f"recommendation artefacts {name}: ranker.txt is missing (pruned meanwhile?)")
+        arrays_raw = self._store.get(f"{name}/arrays.npz")
+        if arrays_raw is None:
+            raise FileNotFoundError(f"recommendation artefacts {name}: arrays.npz is missing (pruned meanwhile?)")
         items = ItemIndex(json.loads(items_raw))
         n = len(items)
         with np.load(io.BytesIO(arrays_raw)) as arrays:

@@ -235,6 +235,9 @@ class RecommendationService:
             if self._failed is not None and self._failed[0] == current and now < self._failed[1]:
                 return False
             loaded = self._artefacts.load()
+            if loaded is None:
+                return False
+            pipeline = self._build(loaded)  # a ranker this LightGBM cannot read fails here, not in requests
         except Exception:  # pruned meanwhile, unreadable, or the store (a bucket) unreachable: keep serving
             # A version that failed to load is fetched again only after a while (it may be large, and
             # broken for good), at once when the pointer moves on.
@@ -242,9 +245,7 @@ class RecommendationService:
                 self._failed = (current, now + FAILED_VERSION_RETRY_S)
             log.warning("could not load the recommendation artefacts %s", current, exc_info=True)
             return False
-        if loaded is None:
-            return False
-        self._pipeline = self._build(loaded)
+        self._pipeline = pipeline
         self._version = current
         return True
 

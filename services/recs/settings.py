@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from services.core.settings import BlobSettings
+from services.core.settings import RecsArtefactsStore
 
 
 class TypeWeights(BaseModel):
@@ -75,7 +75,7 @@ class RecsSettings(BaseModel):
     # (`artefacts_dir`, default DATA_DIR/recs) that worker and API must both see, or with `artefacts.kind=s3`
     # a bucket, for hosts that share no disk.
     artefacts_dir: Path | None = None
-    artefacts: BlobSettings = Field(default_factory=lambda: BlobSettings(bucket="trawl-recs", prefix="recs/"))
+    artefacts: RecsArtefactsStore = Field(default_factory=RecsArtefactsStore)
     # The SQLite store of the embedded default (default: DATA_DIR/interactions.sqlite).
     interactions_db: Path | None = None
     # The OpenSearch index of interactions when the engine is OpenSearch (default: "<index alias>-interactions").

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import ValidationError
+from services.core.errors import EngineError, ValidationError
 from services.core.settings import CoreSettings, OpenSearchSettings
 from services.recs.interactions import (
     MAX_BATCH,
@@ -105,6 +105,8 @@ def test_history_and_exclusions_can_be_limited_to_types(store: InteractionStore)
         InteractionType.CLICK,
     ]
     assert store.interacted_items("u", types=taste) == {"bought"}
+    assert store.interacted_items("u", types=iter(taste)) == {"bought"}  # any iterable, read once
+    assert len(store.history("u", limit=10, types=iter(taste))) == 2
     assert store.interacted_items("u") == {"seen", "bought"}
     assert store.interacted_items("u", types=[]) == set()
     assert store.history("u", limit=10, types=[]) == []
@@ -201,6 +203,9 @@ def test_the_stack_reads_a_users_writes_before_any_refresh(opensearch_settings: 
         assert store.interacted_items("u", types=[InteractionType.PURCHASE]) == set()
         assert [i.item_id for i in store.history("w", limit=10)] == ["w0", "w1"]  # never trimmed: its document
         assert store.count() == 9
+        client.indices.delete(index=f"{store.index}-recent")  # gone under a running store: an error, not []
+        with pytest.raises(EngineError, match="missing"):
+            store.history("u", limit=10)
     finally:
         store.drop()
         store.close()
@@ -230,7 +235,7 @@ def test_the_stack_loses_no_interaction_of_one_user_written_from_two_processes_a
             t.start()
         for t in threads:
             t.join()
-        assert len(stores[0].history("u", limit=100)) == 30
+        assert len(stores[0].history("u", limit=100)) == 30 and stores[0].count() == 30
         assert stores[1].interacted_items("u") == {f"p{n}-{k}" for n in range(2) for k in range(15)}
     finally:
         stores[0].drop()

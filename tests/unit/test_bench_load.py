@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -33,6 +34,15 @@ class Handler(BaseHTTPRequestHandler):
             for part in (BODY[:1000], BODY[1000:]):
                 self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/stall":  # half an answer, then nothing for a while
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY[:100])
+            self.wfile.flush()
+            time.sleep(1)
+            self.close_connection = True
             return
         status = 404 if self.path == "/missing" else 200
         self.send_response(status)
@@ -133,3 +143,12 @@ def test_the_load_process_posts_one_body_per_path(server: tuple[str, int]) -> No
     host, port = server
     timed = http_load(f"http://{host}:{port}", ["/e1", "/e2", "/e3"], concurrency=2, bodies=["{}", "[]", "{}"])
     assert timed.statuses == [202, 202, 202] and timed.errors == 0
+
+
+def test_an_answer_cut_short_by_a_timeout_leaves_no_rest_for_the_next_request(server: tuple[str, int]) -> None:
+    client = KeepAliveClient(*server, timeout=0.3)
+    with pytest.raises(TimeoutError):
+        client.get("/stall")
+    assert client.get("/a") == (200, BODY)  # on a new connection, not the stalled answer's rest
+    assert len(Handler.connections) == 2
+    client.close()

@@ -115,11 +115,26 @@ def test_artefacts_round_trip_and_the_pointer_moves_atomically(tmp_path: Path) -
 
 def test_artefacts_round_trip_in_a_bucket_that_hosts_share(s3_settings: BlobSettings, tmp_path: Path) -> None:
     core = CoreSettings(data_dir=tmp_path / "var")
-    recs = RecsSettings(artefacts=s3_settings)
+    recs = RecsSettings(artefacts=s3_settings.model_dump())
     reader = build_artefact_store(core, recs)  # an API host starts before the bucket exists
-    with pytest.raises(Exception, match="NoSuchBucket"):
-        reader.current()
+    assert reader.current() is None and reader.load() is None  # nothing published yet, no error
     _round_trip(build_artefact_store(core, recs, publisher=True), S3BlobStore(s3_settings))  # the job makes it
     again = build_artefact_store(core, recs)  # another host, the same bucket
     assert again.current() is not None and again.load() is not None
     assert not (tmp_path / "var" / "recs").exists()  # nothing on local disk
+
+
+def test_a_store_named_by_its_kind_alone_keeps_its_own_bucket_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRAWL_RECS__ARTEFACTS__KIND=s3 alone must not put the artefacts at the root of another store's bucket."""
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("TRAWL_RECS__ARTEFACTS__KIND", "s3")
+    monkeypatch.setenv("TRAWL_RANKING__REGISTRY__KIND", "s3")
+    monkeypatch.setenv("TRAWL_RANKING__FEATURE_LOG__STORE__KIND", "s3")
+    settings = ApiSettings()
+    stores = [settings.recs.artefacts, settings.ranking.registry, settings.ranking.feature_log.store]
+    assert [(s.kind, s.bucket, s.prefix) for s in stores] == [
+        ("s3", "trawl-recs", "recs/"),
+        ("s3", "trawl-models", "models/"),
+        ("s3", "trawl-feature-log", ""),
+    ]

@@ -14,6 +14,7 @@ from services.recs.interactions import InMemoryInteractionStore, Interaction, In
 from services.recs.models import ArtefactBuilder, ArtefactStore, InteractionLog, RecsArtefacts
 from services.recs.pipeline import RecommendationPipeline, RecommendationService
 from services.recs.profile import ProfileBuilder, UserVectorBuilder
+from services.recs.ranking import FEATURE_NAMES
 from services.recs.settings import RankerSettings, RecsSettings
 from services.recs.sources import CO_INTERACTION, EASE, TRANSITIONS, TRENDING, VECTOR
 from services.recs.training import RankerTrainer, RecsRefreshJob
@@ -242,6 +243,13 @@ def test_an_unreachable_artefact_store_leaves_the_service_serving_what_it_has(
         assert ids(service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))) == ids(before)
     assert service.version == served
     assert sum(k.endswith("arrays.npz") for k in reads) == 1  # one attempt, not one per request
+    # a ranker this LightGBM cannot read (a worker on another version): the service keeps what it serves
+    unreadable = replace(
+        artefacts, ranker="tree\n", feature_names=list(FEATURE_NAMES), built_at=artefacts.built_at + timedelta(days=2)
+    )
+    published.save(unreadable)
+    assert ids(service.run(RecommendationRequest(user_id="alice", k=5, at=NOW))) == ids(before)
+    assert service.version == served
 
 
 def test_requests_are_served_while_one_of_them_loads_new_artefacts(

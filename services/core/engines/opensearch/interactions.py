@@ -205,7 +205,8 @@ class OpenSearchInteractionStore:
         # resending is safe, the script skips the events the document holds
         appends = partial(self._append_ops, by_user)
         self._write(appends, set(by_user), "users' recent interactions", transient=frozenset({409}))
-        self._write(partial(self._index_ops, docs), set(docs), "interactions")  # fixed ids: resent, not doubled
+        # fixed ids: resent, not doubled; only this write waits for a refresh when the store was asked to
+        self._write(partial(self._index_ops, docs), set(docs), "interactions", params=self._bulk_params)
         if any(len(events) > self._keep for events in by_user.values()):
             self._refresh()  # a document dropped some of this call's own interactions: make them searchable
         return len(interactions)
@@ -216,6 +217,7 @@ class OpenSearchInteractionStore:
         ids: set[str],
         what: str,
         transient: frozenset[int] = frozenset(),
+        params: dict[str, str] | None = None,
     ) -> None:
         """One bulk request of `ops(pending)`, the part rejected with a retryable status (or one of `transient`)
         resent after a pause; other rejections raise."""
@@ -223,7 +225,7 @@ class OpenSearchInteractionStore:
         attempts = self._settings.max_retries + 1
         for attempt in range(attempts):
             body = ops(pending)
-            response = self._retry(partial(self._client.bulk, body=body, params=self._bulk_params))
+            response = self._retry(partial(self._client.bulk, body=body, params=params or {}))
             pending = self._rejected(response, transient)
             if not pending:
                 return
@@ -271,12 +273,10 @@ class OpenSearchInteractionStore:
     def _recent_of(self, user_id: str) -> tuple[list[dict[str, Any]], bool]:
         """The user's document (a real-time GET): their last interactions as recorded, and whether they are all
         of them (never trimmed, in a user index that has held every interaction from the start)."""
-        found = self._retry(
-            partial(
-                self._client.get, index=self._recent, id=user_key(user_id), ignore=[404], params={"realtime": "true"}
-            )
-        )
+        found = self._retry(partial(self._client.get, index=self._recent, id=user_key(user_id), ignore=[404]))
         if not found.get("found"):
+            if "error" in found:  # the user index itself is gone: no read may pass for a user without history
+                raise EngineError(f"interactions: the index {self._recent} is missing: {found['error']}")
             return [], self._whole
         source = found["_source"]
         return list(source.get("events", [])), self._whole and not source.get("trimmed", False)
@@ -332,11 +332,12 @@ class OpenSearchInteractionStore:
         until: datetime | None = None,
         types: Iterable[InteractionType] | None = None,
     ) -> list[Interaction]:
-        query = self._query(user_id, types=types, until=until)
+        kinds = _kinds(types)  # once: `types` may be an iterator
+        query = self._query(user_id, types=kinds, until=until)
         if query is None or limit <= 0:
             return []
         recent, complete = self._recent_of(user_id)
-        docs = {d["event_id"]: d for d in recent if _matches(d, types, until)}
+        docs = {d["event_id"]: d for d in recent if _matches(d, kinds, until)}
         if not complete:  # older ones live only in the interactions index, which holds all but the newest
             seen = 0
             for page in self._pages(query, _SORT_DESC, min(limit, PAGE)):
@@ -348,11 +349,12 @@ class OpenSearchInteractionStore:
         return [_source(d) for d in reversed(newest)]
 
     def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
-        query = self._query(user_id, types=types)
+        kinds = _kinds(types)
+        query = self._query(user_id, types=kinds)
         if query is None:
             return set()
         recent, complete = self._recent_of(user_id)
-        items = {str(d["item_id"]) for d in recent if _matches(d, types, None)}
+        items = {str(d["item_id"]) for d in recent if _matches(d, kinds, None)}
         if complete:
             return items
         after: dict[str, Any] | None = None
@@ -385,7 +387,7 @@ class OpenSearchInteractionStore:
 
     def drop(self) -> None:
         """Delete both indices (tests, and tearing a deployment down)."""
-        for index in (self._index, self._recent):
+        for index in (self._recent, self._index):  # a drop cut short never leaves a user index claiming all
             self._retry(partial(self._client.indices.delete, index=index, ignore_unavailable=True))
 
     def close(self) -> None:
@@ -401,8 +403,12 @@ def _order(doc: dict[str, Any]) -> tuple[float, int, str]:
     return float(doc["ts"]), int(doc["seq"]), str(doc["event_id"])
 
 
-def _matches(doc: dict[str, Any], types: Iterable[InteractionType] | None, until: datetime | None) -> bool:
+def _kinds(types: Iterable[InteractionType] | None) -> frozenset[InteractionType] | None:
+    return None if types is None else frozenset(InteractionType(t) for t in types)
+
+
+def _matches(doc: dict[str, Any], kinds: frozenset[InteractionType] | None, until: datetime | None) -> bool:
     """What `_query` asks of the index, for a document read by id."""
-    if types is not None and doc["type"] not in {InteractionType(t).value for t in types}:
+    if kinds is not None and doc["type"] not in kinds:  # a StrEnum equals its value
         return False
     return until is None or float(doc["ts"]) <= until.timestamp()
