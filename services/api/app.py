@@ -96,13 +96,18 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         )
         # OpenSearch on the stack, SQLite on the embedded default; the worker's periodic refresh reads the same.
         app.state.interactions = await anyio.to_thread.run_sync(build_interaction_store, settings, settings.recs)
-        app.state.recommendations = RecommendationService(
-            store=app.state.interactions,
-            artefacts=build_artefact_store(settings, settings.recs),
-            settings=settings.recs,
-            engine=app.state.engine,
-            alias=settings.index_alias,
+        # built off the event loop (it loads the live artefacts, perhaps from a bucket), then followed in the
+        # background: no request waits for a check of the published version
+        app.state.recommendations = await anyio.to_thread.run_sync(
+            lambda: RecommendationService(
+                store=app.state.interactions,
+                artefacts=build_artefact_store(settings, settings.recs),
+                settings=settings.recs,
+                engine=app.state.engine,
+                alias=settings.index_alias,
+            )
         )
+        app.state.recommendations.follow()
         runtime = IndexerRuntime(settings)
         runtime.engine = app.state.engine  # one client per process
         app.state.reindexer = ReindexRunner(runtime)
@@ -113,6 +118,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
         finally:
             app.state.live_search.close()
             app.state.model_follower.close()
+            app.state.recommendations.close()
             app.state.ranking.close()
             app.state.rules.close()
             app.state.admin_store.close()

@@ -130,7 +130,15 @@ class S3BlobStore:
                 yield obj["Key"][len(self._prefix) :]
 
 
+def blob_store_for(settings: BlobSettings, folder: Path, *, create_bucket: bool = False) -> BlobStore:
+    """A bucket when `settings.kind` is s3 (made first with `create_bucket`), else files under `folder`."""
+    if settings.kind == "s3":
+        store = S3BlobStore(settings)
+        if create_bucket:
+            store.ensure_bucket()
+        return store
+    return LocalBlobStore(folder)
+
+
 def build_blob_store(settings: CoreSettings) -> BlobStore:
-    if settings.blobs.kind == "s3":
-        return S3BlobStore(settings.blobs)
-    return LocalBlobStore(settings.data_dir / "blobs")
+    return blob_store_for(settings.blobs, settings.data_dir / "blobs")

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.core.settings import CoreSettings
-from services.core.storage import BlobStore, S3BlobStore
+from services.core.storage import BlobStore, blob_store_for
 from services.ranking.settings import FeatureLogSettings
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,10 @@ class BlobFeatureSink:
 
 
 def build_sink(core: CoreSettings, settings: FeatureLogSettings) -> FeatureSink:
-    if settings.store.kind == "s3":
-        store = S3BlobStore(settings.store)
-        store.ensure_bucket()
-        return BlobFeatureSink(store)
-    return LocalFeatureSink(core.data_dir / "feature-log")
+    folder = core.data_dir / "feature-log"
+    if settings.store.kind == "s3":  # S3 cannot append: one object per batch, where files take appended lines
+        return BlobFeatureSink(blob_store_for(settings.store, folder, create_bucket=True))
+    return LocalFeatureSink(folder)
 
 
 class FeatureLogger:

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError as PydanticValidationError
 
 from services.core.settings import CoreSettings
-from services.core.storage import BlobStore, LocalBlobStore, S3BlobStore
+from services.core.storage import BlobStore, blob_store_for
 from services.ranking.model import ModelCard, ModelError, RankingModel
 from services.ranking.settings import RankingSettings
 
@@ -144,8 +144,4 @@ class ModelRegistry:
 
 
 def build_registry(core: CoreSettings, ranking: RankingSettings) -> ModelRegistry:
-    if ranking.registry.kind == "s3":
-        store = S3BlobStore(ranking.registry)
-        store.ensure_bucket()
-        return ModelRegistry(store)
-    return ModelRegistry(LocalBlobStore(core.data_dir / "models"))
+    return ModelRegistry(blob_store_for(ranking.registry, core.data_dir / "models", create_bucket=True))

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from services.core.settings import CoreSettings
-from services.core.storage import BlobStore, LocalBlobStore, S3BlobStore
+from services.core.storage import BlobStore, LocalBlobStore, blob_store_for
 from services.recs.interactions import Interaction
 from services.recs.settings import CoInteractionSettings, EaseSettings, RecsSettings, TransitionSettings, TypeWeights
 
@@ -418,9 +418,4 @@ def build_artefact_store(core: CoreSettings, recs: RecsSettings, *, publisher: b
     """Where the periodic job publishes and every API process reads: a bucket when `recs.artefacts.kind` is
     s3 (hosts that share no disk), else the folder `recs.artefacts_path`. Only the `publisher` (the job)
     creates the bucket: a reader starts without it, serving cold start until artefacts are published."""
-    if recs.artefacts.kind == "s3":
-        store = S3BlobStore(recs.artefacts)
-        if publisher:
-            store.ensure_bucket()
-        return ArtefactStore(store)
-    return ArtefactStore.local(recs.artefacts_path(core.data_dir))
+    return ArtefactStore(blob_store_for(recs.artefacts, recs.artefacts_path(core.data_dir), create_bucket=publisher))

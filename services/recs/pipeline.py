@@ -178,8 +178,9 @@ def _cold_start(candidates: list[Candidate], results: Sequence[SourceResult]) ->
 
 class RecommendationService:
     """What the API holds: the pipeline over the live artefacts, swapped when the periodic job publishes new
-    ones. Every request checks the published version (one small file read) once `reload_every_s` (default:
-    the settings') has passed since the last check. Before the first job has run, it serves cold start only."""
+    ones. The published version (one small read) is checked every `reload_every_s` (default: the settings'):
+    by a background thread once `follow` started it (the API), else by the request that finds the last check
+    that old. Before the first job has run, it serves cold start only."""
 
     def __init__(
         self,
@@ -198,6 +199,8 @@ class RecommendationService:
         self._alias = alias
         self._reload_every_s = self._settings.reload_every_s if reload_every_s is None else reload_every_s
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
         self._version: str | None = None
         self._failed: tuple[str, float] | None = None  # a version that failed to load, and when to try again
         self._checked = -float("inf")
@@ -249,7 +252,23 @@ class RecommendationService:
         self._version = current
         return True
 
+    def follow(self) -> None:
+        """Check from a background thread from now on: no request then waits for a check or pays for a
+        download (a bucket's round trip, a version of 100 MB)."""
+        if self._follower is None and self._reload_every_s > 0:
+            self._follower = threading.Thread(target=self._follow, name="recs-artefacts-follower", daemon=True)
+            self._follower.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._reload_every_s):
+            self.reload()  # it logs and survives its own failures
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+
     def run(self, request: RecommendationRequest) -> RecommendationResult:
-        if time.monotonic() - self._checked >= self._reload_every_s:
+        if self._follower is None and time.monotonic() - self._checked >= self._reload_every_s:
             self.reload(wait=False)
         return self._pipeline.run(request)

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -284,6 +285,39 @@ def test_requests_are_served_while_one_of_them_loads_new_artefacts(
     blobs.gate.set()
     loader.join(10)
     assert service.version == published.current()
+
+
+def test_a_following_service_swaps_in_new_artefacts_without_a_request_reading_the_store(
+    store: InMemoryInteractionStore, engine: EmbeddedEngine, artefacts: RecsArtefacts, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    class Watched(LocalBlobStore):
+        readers: ClassVar[set[str]] = set()
+
+        def get(self, key: str) -> bytes | None:
+            self.readers.add(threading.current_thread().name)
+            return super().get(key)
+
+    blobs = Watched(tmp_path / "recs")
+    published = ArtefactStore(blobs)
+    service = RecommendationService(
+        store=store, artefacts=published, settings=SETTINGS, engine=engine, alias=ALIAS, reload_every_s=0.05
+    )
+    service.follow()
+    try:
+        Watched.readers.clear()
+        published.save(artefacts)
+        deadline = time.monotonic() + 10
+        while service.version is None and time.monotonic() < deadline:
+            assert service.run(RecommendationRequest(user_id="alice", k=5, at=NOW)).items
+            time.sleep(0.02)
+        assert service.run(RecommendationRequest(user_id="alice", k=5, at=NOW)).mode is Mode.USER
+        assert Watched.readers == {"recs-artefacts-follower"}  # never a request's thread
+        assert service.version == published.current()
+    finally:
+        service.close()
 
 
 def test_a_ranker_trained_on_other_features_is_not_used(
