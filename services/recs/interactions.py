@@ -79,6 +79,15 @@ class Interaction:
         return self.timestamp.timestamp()
 
 
+@dataclass(frozen=True)
+class UserInteractions:
+    """What a recommendation reads of one user: their most recent interactions, oldest first, and every item
+    they interacted with, however long ago (the items to leave out of their answer)."""
+
+    history: list[Interaction]
+    items: set[str]
+
+
 def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
@@ -105,6 +114,18 @@ class InteractionStore(Protocol):
 
     def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
         """Every item the user interacted with (of the given types), however long ago."""
+        ...
+
+    def user_interactions(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        until: datetime | None = None,
+        types: Iterable[InteractionType] | None = None,
+    ) -> UserInteractions:
+        """`history` and `interacted_items` of one user in one read where the store can: one snapshot of the
+        SQLite file, one real-time GET of the user's document on OpenSearch (a recommendation needs both)."""
         ...
 
     def scan(self, *, since: datetime | None = None, batch_size: int = 10_000) -> Iterator[list[Interaction]]:
@@ -185,23 +206,48 @@ class SQLiteInteractionStore:
         until: datetime | None = None,
         types: Iterable[InteractionType] | None = None,
     ) -> list[Interaction]:
-        clause, args = _types_clause(types)
+        with self._lock:
+            return self._history(user_id, limit, until, _types_clause(types))
+
+    def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
+        with self._lock:
+            return self._items(user_id, _types_clause(types))
+
+    def user_interactions(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        until: datetime | None = None,
+        types: Iterable[InteractionType] | None = None,
+    ) -> UserInteractions:
+        kinds = _types_clause(types)  # once: `types` may be an iterator
+        with self._lock:
+            # one read transaction: both answers from the same snapshot, even while a worker writes
+            self._conn.execute("BEGIN")
+            try:
+                return UserInteractions(self._history(user_id, limit, until, kinds), self._items(user_id, kinds))
+            finally:
+                self._conn.execute("COMMIT")
+
+    def _history(
+        self, user_id: str, limit: int, until: datetime | None, kinds: tuple[str, list[str]]
+    ) -> list[Interaction]:
+        clause, args = kinds
         params: list[object] = [user_id, *args]
         if until is not None:
             clause += " AND ts <= ?"
             params.append(until.timestamp())
         params.append(limit)
         query = f"SELECT {_COLUMNS} FROM interactions WHERE user_id = ?{clause} ORDER BY ts DESC, seq DESC LIMIT ?"
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
+        rows = self._conn.execute(query, params).fetchall()
         return [_row(r) for r in reversed(rows)]
 
-    def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
-        clause, args = _types_clause(types)
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT DISTINCT item_id FROM interactions WHERE user_id = ?{clause}", [user_id, *args]
-            ).fetchall()
+    def _items(self, user_id: str, kinds: tuple[str, list[str]]) -> set[str]:
+        clause, args = kinds
+        rows = self._conn.execute(
+            f"SELECT DISTINCT item_id FROM interactions WHERE user_id = ?{clause}", [user_id, *args]
+        ).fetchall()
         return {r[0] for r in rows}
 
     def scan(self, *, since: datetime | None = None, batch_size: int = 10_000) -> Iterator[list[Interaction]]:
@@ -287,6 +333,19 @@ class InMemoryInteractionStore:
     def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
         chosen = None if types is None else {InteractionType(t) for t in types}
         return {e[2].item_id for e in self._by_user.get(user_id, []) if chosen is None or e[2].type in chosen}
+
+    def user_interactions(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        until: datetime | None = None,
+        types: Iterable[InteractionType] | None = None,
+    ) -> UserInteractions:
+        kinds = None if types is None else list(types)
+        return UserInteractions(
+            self.history(user_id, limit=limit, until=until, types=kinds), self.interacted_items(user_id, types=kinds)
+        )
 
     def scan(self, *, since: datetime | None = None, batch_size: int = 10_000) -> Iterator[list[Interaction]]:
         self._sort()

@@ -45,16 +45,21 @@ class ProfileBuilder:
         at = request.at or datetime.now(UTC)
         s = self._settings
         excluded: set[str] = set(request.exclude_item_ids) | set(request.negative_item_ids)
-        if request.user_id is not None:
-            excluded |= self._store.interacted_items(request.user_id, types=self._types)
         if request.seed_item_ids:
+            if request.user_id is not None:
+                excluded |= self._store.interacted_items(request.user_id, types=self._types)
             entries = [(item, 1.0) for item in request.seed_item_ids[-s.history_limit :]]
             excluded |= set(request.seed_item_ids)
             mode = Mode.SEEDS
         else:
             history = []
             if request.user_id is not None:
-                history = self._store.history(request.user_id, limit=s.history_limit, until=at, types=self._types)
+                # one read for both (one GET of the user's document on OpenSearch, not two)
+                user = self._store.user_interactions(
+                    request.user_id, limit=s.history_limit, until=at, types=self._types
+                )
+                excluded |= user.items
+                history = user.history
             entries = [(i.item_id, self._type_weights[i.type.value]) for i in history]
             excluded |= {item for item, _ in entries}
             mode = Mode.USER

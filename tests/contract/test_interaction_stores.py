@@ -113,6 +113,31 @@ def test_history_and_exclusions_can_be_limited_to_types(store: InteractionStore)
     assert store.interacted_items("nobody") == set()
 
 
+def test_user_interactions_answers_history_and_interacted_items_in_one_read(store: InteractionStore) -> None:
+    store.record(
+        [
+            ev("u", "seen", 1, InteractionType.IMPRESSION),
+            ev("u", "a", 2),
+            ev("u", "bought", 3, InteractionType.PURCHASE),
+            ev("u", "b", 5),
+            ev("u", "a", 6),
+            ev("v", "x", 4),
+        ]
+    )
+    taste = [InteractionType.CLICK, InteractionType.PURCHASE]
+    until = T0 + timedelta(minutes=3)
+    for kinds in (None, taste, []):
+        for limit, at in ((10, None), (2, None), (10, until), (0, None)):
+            both = store.user_interactions("u", limit=limit, until=at, types=kinds)
+            assert both.history == store.history("u", limit=limit, until=at, types=kinds)
+            assert both.items == store.interacted_items("u", types=kinds)
+    read = store.user_interactions("u", limit=2, until=until, types=iter(taste))  # any iterable, read once
+    assert [i.item_id for i in read.history] == ["a", "bought"]
+    assert read.items == {"a", "bought", "b"}  # however long ago, and after `until` too: never recommended
+    nobody = store.user_interactions("nobody", limit=10)
+    assert (nobody.history, nobody.items) == ([], set())
+
+
 def test_scan_walks_everything_in_time_order_across_batches_with_equal_timestamps(store: InteractionStore) -> None:
     events = [ev(f"u{n % 3}", f"i{n}", minutes=n // 4) for n in range(23)]  # runs of 4 equal timestamps
     store.record(events[::-1][:10])
@@ -201,6 +226,13 @@ def test_the_stack_reads_a_users_writes_before_any_refresh(opensearch_settings: 
         assert [i.item_id for i in store.history("u", limit=10, until=until)] == ["old0", "new1", "old1"]
         assert store.interacted_items("u") == set(everything)
         assert store.interacted_items("u", types=[InteractionType.PURCHASE]) == set()
+        gets = []
+        real_get = store._client.get
+        store._client.get = lambda **kw: gets.append(kw["id"]) or real_get(**kw)  # type: ignore[method-assign]
+        both = store.user_interactions("u", limit=2, until=until)
+        assert len(gets) == 1  # the user's document read once for both answers
+        assert [i.item_id for i in both.history] == ["new1", "old1"] and both.items == set(everything)
+        store._client.get = real_get  # type: ignore[method-assign]
         assert [i.item_id for i in store.history("w", limit=10)] == ["w0", "w1"]  # never trimmed: its document
         assert store.count() == 9
         client.indices.delete(index=f"{store.index}-recent")  # gone under a running store: an error, not []

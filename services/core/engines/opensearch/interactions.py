@@ -40,7 +40,7 @@ from opensearchpy.exceptions import RequestError
 from services.core.engines.opensearch.client import RETRYABLE_STATUS, Retrier, build_client
 from services.core.errors import EngineError, TransientEngineError
 from services.core.settings import OpenSearchSettings
-from services.recs.interactions import Interaction, InteractionType, check_batch, from_epoch
+from services.recs.interactions import Interaction, InteractionType, UserInteractions, check_batch, from_epoch
 
 PAGE = 10_000  # OpenSearch's max_result_window: the most one search may return
 # Interactions kept on a user's document. Reads stay exact while no user records more than this within one
@@ -336,8 +336,45 @@ class OpenSearchInteractionStore:
         query = self._query(user_id, types=kinds, until=until)
         if query is None or limit <= 0:
             return []
-        recent, complete = self._recent_of(user_id)
-        docs = {d["event_id"]: d for d in recent if _matches(d, kinds, until)}
+        return self._history(query, self._recent_of(user_id), kinds, until, limit)
+
+    def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
+        kinds = _kinds(types)
+        query = self._query(user_id, types=kinds)
+        if query is None:
+            return set()
+        return self._items(query, self._recent_of(user_id), kinds)
+
+    def user_interactions(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        until: datetime | None = None,
+        types: Iterable[InteractionType] | None = None,
+    ) -> UserInteractions:
+        kinds = _kinds(types)
+        query = self._query(user_id, types=kinds)
+        if query is None:
+            return UserInteractions([], set())
+        recent = self._recent_of(user_id)  # one GET for both answers
+        history: list[Interaction] = []
+        if limit > 0:
+            in_time = self._query(user_id, types=kinds, until=until)
+            assert in_time is not None
+            history = self._history(in_time, recent, kinds, until, limit)
+        return UserInteractions(history, self._items(query, recent, kinds))
+
+    def _history(
+        self,
+        query: dict[str, Any],
+        recent: tuple[list[dict[str, Any]], bool],
+        kinds: frozenset[InteractionType] | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[Interaction]:
+        held, complete = recent
+        docs = {d["event_id"]: d for d in held if _matches(d, kinds, until)}
         if not complete:  # older ones live only in the interactions index, which holds all but the newest
             seen = 0
             for page in self._pages(query, _SORT_DESC, min(limit, PAGE)):
@@ -348,13 +385,11 @@ class OpenSearchInteractionStore:
         newest = sorted(docs.values(), key=_order, reverse=True)[:limit]
         return [_source(d) for d in reversed(newest)]
 
-    def interacted_items(self, user_id: str, *, types: Iterable[InteractionType] | None = None) -> set[str]:
-        kinds = _kinds(types)
-        query = self._query(user_id, types=kinds)
-        if query is None:
-            return set()
-        recent, complete = self._recent_of(user_id)
-        items = {str(d["item_id"]) for d in recent if _matches(d, kinds, None)}
+    def _items(
+        self, query: dict[str, Any], recent: tuple[list[dict[str, Any]], bool], kinds: frozenset[InteractionType] | None
+    ) -> set[str]:
+        held, complete = recent
+        items = {str(d["item_id"]) for d in held if _matches(d, kinds, None)}
         if complete:
             return items
         after: dict[str, Any] | None = None
