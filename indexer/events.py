@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from services.core.domain import Item
+from services.core.domain import MAX_VERSION, Item
 from services.core.errors import ItemValidationError
 
 MAX_EVENTS_PER_REQUEST = 1000
@@ -18,7 +18,7 @@ class UpsertEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: Literal["upsert"]
     item: dict[str, Any]
-    version: int | None = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
     @property
     def item_id(self) -> str:
@@ -42,7 +42,7 @@ class PatchEvent(BaseModel):
     op: Literal["patch"]
     id: str = Field(min_length=1, max_length=256)
     fields: dict[str, Any] = Field(min_length=1)
-    version: int | None = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
     @property
     def item_id(self) -> str:
@@ -53,7 +53,9 @@ class PatchEvent(BaseModel):
     def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - _PATCHABLE)
         if unknown:
-            raise ValueError(f"unknown or read-only fields {unknown}; patchable: {sorted(_PATCHABLE)}")
+            # "<field>: <message>": parse_events names the first such field, as it does for an item's errors
+            others = f" (and {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
+            raise ValueError(f"{unknown[0]}: unknown or read-only{others}; patchable: {', '.join(sorted(_PATCHABLE))}")
         try:  # types and limits of the patched fields, checked now rather than at merge time
             Item.parse({"id": "patch-check", **value})
         except ItemValidationError as exc:
@@ -65,7 +67,7 @@ class DeleteEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
     op: Literal["delete"]
     id: str = Field(min_length=1, max_length=256)
-    version: int | None = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
     @property
     def item_id(self) -> str:

@@ -10,8 +10,11 @@ from urllib.parse import unquote_plus
 from indexer.events import parse_events
 from indexer.ledger import EventLedger
 from indexer.service import IngestService, encode_items_as_events, to_new_event
-from services.core.errors import ValidationError
+from services.core.errors import UnavailableError, ValidationError
 from services.core.settings import BlobSettings
+
+# Answers about the object itself: retrying the notification would not help, so they are reported per object.
+_UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectState", "404", "403"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,23 @@ class S3EventHandler:
             raise ValidationError("Records", "an S3 event notification must carry a Records list")
         return [self._record(i, r) for i, r in enumerate(records)]
 
+    def _fetch(self, bucket: str, key: str, source: str) -> bytes | str:
+        """The object's bytes, or why this object cannot be read (deleted since, no such bucket, access denied).
+        Storage that cannot be reached at all, or without credentials, is an UnavailableError (a 503: S3,
+        SNS and webhooks retry those)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return bytes(self._client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "error"))
+            if code in _UNREADABLE:
+                return f"cannot read {source}: {code}"
+            raise UnavailableError(f"object storage refused to read {source}: {code}") from exc
+        except BotoCoreError as exc:
+            raise UnavailableError(f"object storage cannot be reached to read {source}: {exc}") from exc
+
     def _record(self, i: int, record: Any) -> ObjectOutcome:
         try:
             name = record["eventName"]
@@ -73,7 +93,9 @@ class S3EventHandler:
             return ObjectOutcome(bucket, key, "removed", len(ids), [])
         if not name.startswith("ObjectCreated"):
             return ObjectOutcome(bucket, key, "ignored", 0, [])
-        body = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = self._fetch(bucket, key, source)
+        if isinstance(body, str):  # the object is gone or refused to us: the other records still count
+            return ObjectOutcome(bucket, key, "created", 0, [body])
         try:
             raw = parse_object(body, key)
         except (ValueError, UnicodeDecodeError) as exc:

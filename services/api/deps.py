@@ -102,7 +102,8 @@ def require_admin(request: Request, x_admin_key: Annotated[str | None, Header()]
         if client in ("127.0.0.1", "::1", "testclient"):
             return
         raise HTTPException(403, "admin endpoints need TRAWL_ADMIN_KEY to be set on this server")
-    if x_admin_key is None or not secrets.compare_digest(x_admin_key, expected):
+    # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if x_admin_key is None or not secrets.compare_digest(x_admin_key.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong X-Admin-Key header")
 
 

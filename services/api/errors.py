@@ -20,6 +20,7 @@ from services.core.errors import (
     ItemValidationError,
     NotFoundError,
     TransientEngineError,
+    UnavailableError,
     ValidationError,
 )
 
@@ -84,6 +85,11 @@ async def _on_engine(request: Request, exc: Exception) -> JSONResponse:
     return _answer(503, [ErrorDetail(field=None, message=message, type="unavailable")], headers)
 
 
+async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return _answer(503, [ErrorDetail(field=None, message=str(exc), type="unavailable")], {"Retry-After": "5"})
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     kind = "not_found" if exc.status_code == 404 else "http_error"
@@ -101,4 +107,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _on_validation)
     app.add_exception_handler(NotFoundError, _on_not_found)
     app.add_exception_handler(EngineError, _on_engine)
+    app.add_exception_handler(UnavailableError, _on_unavailable)
     app.add_exception_handler(HTTPException, _on_http)

@@ -15,6 +15,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from services.core.errors import ItemValidationError
 
+# The largest version an event may carry: a signed 64-bit integer, as OpenSearch's external versions and SQLite's
+# integers are.
+MAX_VERSION = 2**63 - 1
 MAX_ID_CHARS = 256
 MAX_TITLE_BYTES = 1024
 MAX_BODY_BYTES = 64 * 1024
@@ -117,7 +120,8 @@ def _has_control_chars(text: str) -> bool:
 class Item(BaseModel):
     """One catalog item as the platform stores it. Construct with `Item.parse(...)` to get typed errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused (a 422 naming the field), not stored as null by the JSON writer
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str
     title: str = ""
@@ -176,8 +180,8 @@ class Item(BaseModel):
     @field_validator("version")
     @classmethod
     def _check_version(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must be >= 0")
+        if not 0 <= value <= MAX_VERSION:
+            raise ValueError(f"must be between 0 and {MAX_VERSION}")
         return value
 
     @classmethod

@@ -36,6 +36,11 @@ class TransientEngineError(EngineError):
     """The engine is busy or unreachable (429, 503, connection); retrying later may succeed."""
 
 
+class UnavailableError(TrawlError):
+    """A service the request needs (object storage, a broker) cannot be reached or refuses our credentials:
+    the HTTP layer answers 503 with this message, and the caller may retry."""
+
+
 class NotFoundError(TrawlError):
     """Something the caller named by id does not exist (an item, a user): the HTTP layer answers 404."""
 

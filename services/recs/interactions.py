@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from services.recs.settings import RecsSettings
 
 MAX_BATCH = 10_000
+# The largest slot a position may name: OpenSearch maps it as an integer (SQLite would take 2**63 - 1).
+MAX_POSITION = 2**31 - 1
 
 
 class InteractionType(StrEnum):
@@ -69,8 +71,8 @@ class Interaction:
             object.__setattr__(self, "timestamp", self.timestamp.replace(tzinfo=UTC))
         if self.value is not None and not math.isfinite(self.value):
             raise ValidationError("value", "must be a finite number")
-        if self.position is not None and self.position < 0:
-            raise ValidationError("position", "must be >= 0")
+        if self.position is not None and not 0 <= self.position <= MAX_POSITION:
+            raise ValidationError("position", f"must be between 0 and {MAX_POSITION}")
         if self.query_id is not None:
             _check_id("query_id", self.query_id)
 

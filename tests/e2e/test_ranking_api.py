@@ -161,6 +161,8 @@ def test_an_expired_rule_does_nothing(api: Api) -> None:
 
 def test_rules_crud_validation_conflicts_and_the_admin_key(api: Api) -> None:
     assert api.client.get("/admin/rules").status_code == 401  # no key
+    wrong = api.client.get("/admin/rules", headers={"X-Admin-Key": "é".encode()})
+    assert wrong.status_code == 401, wrong.text  # not ASCII: compared as bytes, refused (a TypeError before)
     bad = api.admin.post("/admin/rules", json={"name": "x", "action": "boost", "items": ["a"]})
     assert bad.status_code == 422 and "amount" in bad.text
     unknown = api.admin.post(

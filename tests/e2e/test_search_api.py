@@ -368,6 +368,42 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any] | str | None, int, str]] = [
     ("GET", "/v1/suggest?q=ab&filter=" + json.dumps({"exists": "colour"}), None, 422, "filter.exists"),
     ("GET", "/v1/items/no-such-item/similar", None, 404, "id"),
     ("GET", "/v1/items/x/similar?size=0", None, 422, "size"),
+    # numbers too large for the stores (a 500 from SQLite's integer before), misspelt fields, NaN
+    (
+        "POST",
+        "/v1/events/interactions",
+        {"user_id": "u", "item_id": "i", "type": "click", "position": 10**30},
+        422,
+        "position",
+    ),
+    (
+        "POST",
+        "/v1/events/interactions",
+        {"user_id": "u", "item_id": "i", "type": "click", "postion": 1},
+        422,
+        "postion",
+    ),
+    ("POST", "/v1/recommendations", {"seed_items": ["film-1"]}, 422, "seed_items"),
+    (
+        "POST",
+        "/v1/events/content",
+        {"op": "upsert", "item": {"id": "r", "title": "t"}, "version": 10**30},
+        422,
+        "events.0.version",
+    ),
+    (
+        "POST",
+        "/v1/events/content",
+        '{"op": "upsert", "item": {"id": "r", "title": "t", "rating": NaN}}',
+        422,
+        "events.0.item.rating",
+    ),
+    ("POST", "/v1/events/content", '{"op": "upsert", "item": {"id": "r", "price": 1e400}}', 422, "events.0.item.price"),
+    ("POST", "/v1/events/content", {"op": "patch", "id": "r", "fields": {"id": "o"}}, 422, "events.0.fields.id"),
+    ("GET", "/admin/dlq?limit=100000000000000000000", None, 422, "limit"),
+    ("GET", "/admin/dlq?limit=-1", None, 422, "limit"),
+    ("POST", "/admin/model/reload", {"model_id": "nope"}, 422, "model_id"),
+    ("POST", "/admin/reindex", {"modle": "x"}, 422, "modle"),
 ]
 
 
@@ -389,11 +425,59 @@ def test_bad_input_is_a_4xx_naming_the_field(
     assert all(d["message"] for d in detail)
 
 
+INTERACTION_ERRORS: list[tuple[Any, list[str]]] = [
+    # (body, every field the answer names): one shape's errors, with the entry of a batch
+    ({"user_id": "u", "item_id": "i", "type": "click", "timestamp": "yesterday"}, ["timestamp"]),
+    ({"user_id": "u", "type": "click"}, ["item_id"]),
+    ({"interactions": []}, ["interactions"]),
+    (
+        {"interactions": [{"user_id": "u", "item_id": "i", "type": "click"}, {"user_id": "u", "item_id": "i"}]},
+        ["interactions.1.type"],
+    ),
+    (
+        {
+            "interactions": [
+                {"user_id": "u", "item_id": "i", "type": "click"},
+                {"user_id": "u", "item_id": "i", "type": "liked"},
+            ]
+        },
+        ["interactions.1.type"],
+    ),
+    ({"user_id": "u", "item_id": "i", "type": "liked"}, ["type"]),
+    (["not", "an", "object"], ["body"]),
+]
+
+
+@pytest.mark.parametrize(("body", "fields"), INTERACTION_ERRORS)
+def test_a_bad_interaction_names_its_field_and_its_entry_and_nothing_is_stored(
+    live: Live, body: Any, fields: list[str]
+) -> None:
+    before = live.client.post("/v1/recommendations", json={"user_id": "u", "k": 1}).json()["mode"]
+    response = live.client.post("/v1/events/interactions", json=body)
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["detail"]] == fields
+    assert live.client.post("/v1/recommendations", json={"user_id": "u", "k": 1}).json()["mode"] == before
+
+
+def test_an_s3_notification_the_storage_cannot_answer_is_a_503(live: Live) -> None:
+    record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "nope"}, "object": {"key": "a.jsonl"}}}
+    response = live.client.post("/v1/events/s3", json={"Records": [record]})
+    assert response.status_code in (202, 503), response.text
+    if response.status_code == 503:  # no credentials, or nothing listening: the sender retries
+        assert "object storage" in response.json()["detail"][0]["message"]
+    else:  # storage answered: the missing bucket is reported for that object
+        assert response.json()["objects"][0]["rejected"] == ["cannot read s3://nope/a.jsonl: NoSuchBucket"]
+
+
 def test_openapi_documents_the_endpoints(live: Live) -> None:
     spec = live.ok("/openapi.json")
     assert {"/v1/search", "/v1/suggest", "/v1/items/{item_id}/similar"} <= set(spec["paths"])
     assert set(spec["paths"]["/v1/search"]) == {"get", "post"}
     assert "ErrorResponse" in spec["components"]["schemas"]
+    # interactions read their body themselves (one shape's errors): both shapes are still documented
+    shapes = spec["paths"]["/v1/events/interactions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [sorted(s["properties"]) for s in shapes["anyOf"]][0] == ["interactions"]
+    assert "user_id" in shapes["anyOf"][1]["properties"] and "$ref" not in json.dumps(shapes)
 
 
 # ---- deletion (last: it changes the catalog) --------------------------------------------------------------

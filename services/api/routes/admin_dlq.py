@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, ConfigDict
 
 from indexer.ledger import EventLedger
 from services.api.deps import AdminDep
@@ -29,6 +29,8 @@ class DeadLetters(BaseModel):
 
 
 class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     event_ids: list[str] | None = None  # none: every dead event
 
 
@@ -38,7 +40,7 @@ def _ledger(request: Request) -> EventLedger:
 
 
 @router.get("", response_model=DeadLetters)
-def dead_letters(request: Request, limit: int = 100) -> DeadLetters:
+def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> DeadLetters:
     """Dead-lettered events with their errors, and the ledger's counts per state."""
     ledger = _ledger(request)
     counts = ledger.counts()

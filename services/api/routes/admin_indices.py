@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from indexer.admin_store import AdminStore, Job, JobConflictError
 from services.api.deps import AdminDep, EngineDep, SettingsDep
@@ -54,6 +54,8 @@ class IndicesOut(BaseModel):
 
 
 class ReindexIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     model: str | None = None  # a model spec (path or package:name); default: the live version's model
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import AdminDep, RankingDep
 from services.api.schemas.common import ErrorDetail, ErrorResponse
@@ -34,6 +34,8 @@ class ModelState(BaseModel):
 
 
 class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     model: str = Field(
         "current",
         description="A model id in the registry, `current` (the registry's CURRENT, else the shipped default), "

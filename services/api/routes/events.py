@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from indexer.events import MAX_EVENTS_PER_REQUEST
 from indexer.ledger import LedgerEvent
@@ -129,7 +130,8 @@ async def post_s3_notification(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HTTPException(422, [{"loc": ["body"], "msg": "expected an object with Records", "type": "value_error"}])
     handler: S3EventHandler = request.app.state.s3_events
-    return {"objects": [asdict(o) for o in handler.handle(data)]}
+    outcomes = await run_in_threadpool(handler.handle, data)  # it reads the objects: not on the event loop
+    return {"objects": [asdict(o) for o in outcomes]}
 
 
 @router.get("/{event_id}", response_model=EventStatus)

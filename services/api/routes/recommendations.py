@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
-from services.api.schemas.common import ERROR_RESPONSES, FILTER_DESCRIPTION, filter_from_json
+from services.api.schemas.common import ERROR_RESPONSES, FILTER_DESCRIPTION, filter_from_json, json_body
 from services.core.domain import Item
+from services.core.errors import ValidationError
 from services.recs import (
     Interaction,
     InteractionStore,
@@ -18,25 +21,46 @@ from services.recs import (
     RecommendationRequest,
     RecommendationService,
 )
+from services.recs.interactions import MAX_POSITION
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
 
 
 class InteractionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     user_id: str
     item_id: str
     type: str = Field(description="impression, click, add_to_cart, purchase or rating")
     value: float | None = None
     query_id: str | None = None
-    position: int | None = None
+    position: int | None = Field(None, ge=0, le=MAX_POSITION, description="0-based slot the item was shown in")
     timestamp: datetime | None = None
 
 
 class InteractionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     interactions: list[InteractionIn] = Field(min_length=1, max_length=1000)
 
 
+def interactions_of(body: Any) -> list[InteractionIn]:
+    """One interaction, or `{"interactions": [...]}`. Validated as the one shape the body has (by its key),
+    so an error names the field of that shape, `interactions.3.type` in a batch, not both shapes' errors."""
+    batch = isinstance(body, dict) and "interactions" in body
+    try:
+        if batch:
+            return InteractionsIn.model_validate(body).interactions
+        return [InteractionIn.model_validate(body)]
+    except PydanticValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_input=False)]
+        ) from None
+
+
 class RecommendationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     user_id: str | None = None
     seed_item_ids: list[str] = Field(default_factory=list)
     negative_item_ids: list[str] = Field(default_factory=list)
@@ -61,19 +85,35 @@ class RecommendationOut(BaseModel):
     items: list[RecommendedItem]
 
 
-@router.post("/events/interactions", status_code=202)
-def post_interactions(body: InteractionsIn | InteractionIn, request: Request) -> dict[str, int]:
-    """Impressions, clicks, add-to-cart, purchases, ratings: stored durably for training and analytics."""
-    rows = body.interactions if isinstance(body, InteractionsIn) else [body]
+@router.post(
+    "/events/interactions",
+    status_code=202,
+    openapi_extra=json_body(InteractionsIn, InteractionIn),
+)
+def post_interactions(body: Annotated[Any, Body()], request: Request) -> dict[str, int]:
+    """Impressions, clicks, add-to-cart, purchases, ratings: one, or up to 1,000 as `{"interactions": [...]}`,
+    stored durably for training and analytics."""
+    rows = interactions_of(body)
     now = datetime.now(UTC)
     store: InteractionStore = request.app.state.interactions
-    # Interaction checks the type itself (422 naming `type` for an unknown one).
-    batch = [
-        Interaction(
-            r.user_id, r.item_id, cast(InteractionType, r.type), r.timestamp or now, r.value, r.query_id, r.position
-        )
-        for r in rows
-    ]
+    batch = []
+    for n, r in enumerate(rows):
+        try:  # Interaction checks the type and the ids itself
+            batch.append(
+                Interaction(
+                    r.user_id,
+                    r.item_id,
+                    cast(InteractionType, r.type),
+                    r.timestamp or now,
+                    r.value,
+                    r.query_id,
+                    r.position,
+                )
+            )
+        except ValidationError as exc:
+            raise ValidationError(
+                f"interactions.{n}.{exc.field}" if len(rows) > 1 else exc.field, exc.message
+            ) from None
     recorded = store.record(batch)
     return {"recorded": recorded}
 

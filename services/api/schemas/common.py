@@ -74,3 +74,30 @@ def filter_from_json_text(text: str | None, schema: CatalogSchema) -> Filter | N
 
 def filter_from_json(data: Any, schema: CatalogSchema) -> Filter | None:
     return None if data is None else parse_filter(data, schema)
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` written in place: for `openapi_extra` of a route that reads
+    its body itself (a `$ref` there would point at a component FastAPI never registered)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def json_body(*models: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body of one of `models`."""
+    schemas = [inline_schema(m) for m in models]
+    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
