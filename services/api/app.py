@@ -91,7 +91,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
             settings.index_alias,
             pool,
             lambda engine, emb: build_search_services(
-                settings, settings.search, engine, emb, scorer=scorer, reranker=reranker
+                settings, settings.search, engine, emb, scorer=scorer, reranker=reranker, hidden=reranker
             ),
         )
         # OpenSearch on the stack, SQLite on the embedded default; the worker's periodic refresh reads the same.
@@ -105,6 +105,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
                 settings=settings.recs,
                 engine=app.state.engine,
                 alias=settings.index_alias,
+                hidden=reranker,  # hide rules hold for recommendations too
             )
         )
         app.state.recommendations.follow()

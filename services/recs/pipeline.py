@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -58,6 +59,7 @@ from services.recs.types import (
     RecommendationResult,
     SourceResult,
 )
+from services.search.protocols import HiddenItems, without_hidden
 
 log = logging.getLogger(__name__)
 # How long a published version that failed to load is left before it is fetched again.
@@ -191,8 +193,10 @@ class RecommendationService:
         engine: SearchEngine | None = None,
         alias: str = "items",
         reload_every_s: float | None = None,
+        hidden: HiddenItems | None = None,
     ) -> None:
         self._store = store
+        self._hidden = hidden
         self._artefacts = artefacts
         self._settings = settings or RecsSettings()
         self._engine = engine
@@ -271,4 +275,6 @@ class RecommendationService:
     def run(self, request: RecommendationRequest) -> RecommendationResult:
         if self._follower is None and time.monotonic() - self._checked >= self._reload_every_s:
             self.reload(wait=False)
+        if self._hidden is not None and self._engine is not None:  # what hide rules take out, from every source
+            request = replace(request, filter=without_hidden(request.filter, self._hidden, None))
         return self._pipeline.run(request)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from services.core.domain import CatalogSchema, Item
-from services.core.filters import Filter, parse_filter
+from services.core.filters import Filter, Or, Terms, parse_filter
 from services.rules.matching import field_values, filter_includes, matches, query_matches
 from services.rules.model import ORDER, Rule
 from services.rules.store import RuleStore
@@ -56,12 +56,24 @@ class CompiledRule:
     target: Filter | None
 
     def applies(self, query: SearchQuery, now: datetime) -> bool:
+        return self.applies_to(query.text, query.filter, now)
+
+    def applies_to(self, text: str | None, flt: Filter | None, now: datetime) -> bool:
+        """Active, and in scope: `text` None (no query: similar items, recommendations) meets only rules
+        without a query."""
         r = self.rule
         if not r.active_at(now):
             return False
-        if r.when.query is not None and not query_matches(r.when.query, r.when.match, query.text):
+        if r.when.query is not None and (text is None or not query_matches(r.when.query, r.when.match, text)):
             return False
-        return self.context is None or filter_includes(query.filter, self.context)
+        return self.context is None or filter_includes(flt, self.context)
+
+    def target_filter(self) -> Filter:
+        """The items the rule targets, as a neutral filter (its ids, or its target filter)."""
+        if self.rule.items:
+            return Terms("id", tuple(self.rule.items))
+        assert self.target is not None  # RuleIn requires items or a target for the actions that target
+        return self.target
 
     def targets(self, item: Item) -> bool:
         if self.rule.items:
@@ -132,6 +144,18 @@ class RulesReranker:
             log.error("rule %s (%s) skipped: %s", rule.id, rule.name, exc)
             return None
         return CompiledRule(rule, context, target)
+
+    def hidden(self, text: str | None, filter: Filter | None) -> Filter | None:
+        """The items the active hide rules take out of an answer to `text` under `filter`, as one filter
+        (None: none): `HiddenItems`, for suggest, similar items and recommendations. Searches drop them in
+        `run`, with the other rules."""
+        now = self._clock()
+        hides = [
+            c.target_filter() for c in self.compiled() if c.rule.action == "hide" and c.applies_to(text, filter, now)
+        ]
+        if not hides:
+            return None
+        return hides[0] if len(hides) == 1 else Or(tuple(hides))
 
     def active(self, query: SearchQuery) -> list[CompiledRule]:
         now = self._clock()

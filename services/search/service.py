@@ -17,7 +17,7 @@ from services.search.facets import FacetCounter
 from services.search.feedback import FeedbackGenerator
 from services.search.fusion import build_fuser
 from services.search.pipeline import SearchPipeline
-from services.search.protocols import CandidateSource, Reranker, Retriever, Scorer
+from services.search.protocols import CandidateSource, HiddenItems, Reranker, Retriever, Scorer
 from services.search.reranking import NoopReranker
 from services.search.retrievers import CandidateGenerator, KeywordRetriever, VectorRetriever
 from services.search.scoring import PassthroughScorer
@@ -48,10 +48,11 @@ def build_search_services(
     *,
     scorer: Scorer | None = None,
     reranker: Reranker | None = None,
+    hidden: HiddenItems | None = None,
 ) -> SearchServices:
     """Without an embedder (a tool that never embeds) search is keyword-only and suggest has no vector leg.
     `scorer` and `reranker` fill the scoring and re-ranking slots (services/ranking, services/rules); without
-    them the fused order is final."""
+    them the fused order is final. `hidden` (the rules, too): what hide rules take out of suggest and similar items."""
     alias = core.index_alias
     executor = ThreadPoolExecutor(max_workers=search.workers, thread_name_prefix="search-leg")
     cached = CachingEmbedder(embedder, search.query_vector_cache) if embedder is not None else None
@@ -78,5 +79,7 @@ def build_search_services(
         reranker or NoopReranker(),
         FacetCounter(core.catalog, size=search.facet_size),
     )
-    suggester = Suggester(engine, alias, cached, search.suggest, executor=executor, max_terms=core.max_query_terms)
-    return SearchServices(pipeline, suggester, SimilarItems(engine, alias), cached, executor)
+    suggester = Suggester(
+        engine, alias, cached, search.suggest, executor=executor, max_terms=core.max_query_terms, hidden=hidden
+    )
+    return SearchServices(pipeline, suggester, SimilarItems(engine, alias, hidden), cached, executor)

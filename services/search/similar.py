@@ -8,6 +8,7 @@ from services.core.domain import Item
 from services.core.engines.base import SearchEngine
 from services.core.errors import NotFoundError
 from services.core.filters import And, Filter, Not, Term
+from services.search.protocols import HiddenItems, without_hidden
 from services.search.types import new_query_id
 
 
@@ -35,9 +36,10 @@ def excluding(ids: list[str], flt: Filter | None) -> Filter:
 
 
 class SimilarItems:
-    def __init__(self, engine: SearchEngine, alias: str) -> None:
+    def __init__(self, engine: SearchEngine, alias: str, hidden: HiddenItems | None = None) -> None:
         self._engine = engine
         self._alias = alias
+        self._hidden = hidden
 
     @property
     def name(self) -> str:
@@ -49,7 +51,8 @@ class SimilarItems:
         stored = self._engine.get(self._alias, [item_id], with_vectors=True)
         if not stored or stored[0].vector is None:
             raise NotFoundError("item", item_id)
-        hits = self._engine.vector_search(self._alias, stored[0].vector, k=size, filter=excluding([item_id], filter))
+        allowed = excluding([item_id], without_hidden(filter, self._hidden, None))  # and what hide rules hide
+        hits = self._engine.vector_search(self._alias, stored[0].vector, k=size, filter=allowed)
         items = [
             SimilarItem(h.id, h.item, h.score, rank)
             for rank, h in enumerate((h for h in hits if h.id != item_id), start=1)

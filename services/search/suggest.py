@@ -35,6 +35,7 @@ from services.core.errors import ValidationError
 from services.core.filters import And, Filter, Term
 from services.search.cache import CachingEmbedder
 from services.search.fusion import RRFFuser, fused_order_key
+from services.search.protocols import HiddenItems, without_hidden
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
 from services.search.types import Candidate, LegReport, new_query_id
@@ -209,8 +210,10 @@ class Suggester:
         *,
         executor: Executor | None = None,
         max_terms: int = 64,
+        hidden: HiddenItems | None = None,
     ) -> None:
         self._engine = engine
+        self._hidden = hidden
         self._alias = alias
         self._embedder = embedder
         self._settings = settings
@@ -280,7 +283,9 @@ class Suggester:
         completed, prefix = suggest_parts(typed, self._max_terms)
         words = typed_words(completed, prefix)
         k = max(self._settings.depth, size)
-        legs, fuzzy, left_out = self._legs(typed, prefix, k, only_visible(filter))
+        # the hide rules' items are left out inside every leg, as unavailable ones are (a takedown holds here too)
+        visible = only_visible(without_hidden(filter, self._hidden, typed.strip()))
+        legs, fuzzy, left_out = self._legs(typed, prefix, k, visible)
 
         runs = self._run_legs(legs)
         if fuzzy is not None:

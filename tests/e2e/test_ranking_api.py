@@ -46,6 +46,12 @@ class Api:
         body: dict[str, Any] = r.json()
         return body
 
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        r = self.client.get(path, params=params)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
     def ids(self, q: str, **params: Any) -> list[str]:
         return [h["id"] for h in self.search(q, **params)["items"]]
 
@@ -118,14 +124,30 @@ def test_a_pinned_item_is_first_and_explain_names_the_rule(api: Api) -> None:
 
 def test_a_hidden_item_never_appears(api: Api) -> None:
     top = api.ids("batman")[0]
+    neighbour = api.get(f"/v1/items/{top}/similar", size=1)["items"][0]["id"]
+
+    def elsewhere() -> dict[str, list[str]]:
+        """Where `top` could show outside a search: suggest, similar items, recommendations from a seed."""
+        suggest = api.get("/v1/suggest", q=api.titles[top][:7], size=50)
+        similar = api.get(f"/v1/items/{neighbour}/similar", size=50)
+        recs = api.client.post("/v1/recommendations", json={"seed_item_ids": [neighbour], "k": 100})
+        assert recs.status_code == 200, recs.text
+        lists = {"suggest": suggest["items"], "similar": similar["items"], "recs": recs.json()["items"]}
+        return {name: [i["id"] for i in items] for name, items in lists.items()}
+
+    assert all(top in found for found in elsewhere().values())  # so that the checks below could fail
     rule_id = api.rule(action="hide", items=[top])
     try:
         for q in ("batman", "dark knight", "gotham"):
             assert top not in api.ids(q, size=1000)
         assert top not in api.ids("batman", size=1000, mode="keyword")
+        hidden = elsewhere()  # a takedown holds on every endpoint, and each answer still fills up
+        assert all(top not in found for found in hidden.values()), hidden
+        assert len(hidden["similar"]) == 50 and len(hidden["recs"]) == 100
     finally:
         api.drop(rule_id)
     assert api.ids("batman")[0] == top
+    assert all(top in found for found in elsewhere().values())
 
 
 def test_a_diversity_cap_holds(api: Api) -> None:

@@ -126,6 +126,32 @@ def test_hide_drops_items_by_id_or_by_target_filter(env: Env) -> None:
     assert env.ids("hats") == ["i2", "i3", "i4", "i5", "i6"]  # the contains rule needs the word "shoes"
 
 
+def test_hidden_is_one_filter_of_the_hide_rules_in_scope_for_suggest_similar_and_recommendations(env: Env) -> None:
+    def hidden(text: str | None, flt: Any = None) -> set[str]:
+        found = env.reranker.hidden(text, parse_filter(flt) if flt else None)
+        return {i for i, item in ITEMS.items() if found is not None and matches(found, item)}
+
+    assert env.reranker.hidden("red shoes", None) is None  # no rule: the callers' filters stay as they are
+    env.add(action="hide", items=["i1"])
+    env.add(
+        name="no zen", action="hide", target={"term": {"brand": "Zen"}}, when={"query": "shoes", "match": "contains"}
+    )
+    env.add(
+        name="no hats here",
+        action="hide",
+        target={"term": {"categories": "Hats"}},
+        when={"filter": {"term": {"brand": "Other"}}},
+    )
+    env.add(action="boost", items=["i2"], amount=1)  # not a hide: never in the filter
+    assert hidden("red shoes") == {"i1", "i4", "i5"}
+    assert hidden("hats") == {"i1"}
+    assert hidden(None) == {"i1"}  # no query (similar items, recommendations): rules without one only
+    assert hidden(None, {"term": {"brand": "Other"}}) == {"i1", "i6"}  # a filter context still applies
+    env.now = NOW - timedelta(days=1)
+    env.add(action="hide", items=["i3"], valid_from=NOW.isoformat())  # not valid yet at that moment
+    assert hidden(None) == {"i1"}
+
+
 def test_boost_and_bury_move_scores_by_their_amount(env: Env) -> None:
     env.add(action="boost", items=["i6"], amount=2)
     env.add(action="bury", target={"term": {"brand": "Acme"}}, amount=0.5)
