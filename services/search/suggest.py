@@ -97,12 +97,21 @@ def _word_matches(token: str, word: str, is_prefix: bool, allowed: int) -> bool:
     return edit_distance(word, token, allowed) <= allowed
 
 
+def fold(word: str) -> str:
+    """A word as completions compare it: accents dropped and case folded ("Misérables" -> "miserables"), as the
+    engines' analyzers fold the text they match."""
+    if word.isascii():
+        return word.lower()
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class TitleWords:
-    """A title's words, lower-cased, and for each the last word of its clause (a colon, comma, bracket or
-    dash ends a clause)."""
+    """A title's words, lower-cased (what a completion shows), the same folded (what typed words are compared
+    with), and for each the last word of its clause (a colon, comma, bracket or dash ends a clause)."""
 
     words: tuple[str, ...]
+    keys: tuple[str, ...]
     clause_end: tuple[int, ...]
 
 
@@ -114,7 +123,8 @@ def title_words(title: str) -> TitleWords:
     for i in range(len(found) - 2, -1, -1):
         between = title[found[i].end() : found[i + 1].start()]
         ends[i] = i if _CLAUSE_BREAK.search(between) else ends[i + 1]
-    return TitleWords(tuple(m.group().lower() for m in found), tuple(ends))
+    words = tuple(m.group().lower() for m in found)
+    return TitleWords(words, tuple(fold(w) for w in words), tuple(ends))
 
 
 @lru_cache(maxsize=8192)
@@ -128,9 +138,9 @@ TypedWord = tuple[str, bool, int]
 
 
 def typed_words(completed: Sequence[str], prefix: str | None) -> tuple[TypedWord, ...]:
-    words = [(w, False, fuzzy_distance(w)) for w in completed]
+    words = [(fold(w), False, fuzzy_distance(w)) for w in completed]
     if prefix:
-        words.append((prefix, True, fuzzy_distance(prefix)))
+        words.append((fold(prefix), True, fuzzy_distance(prefix)))
     return tuple(words)
 
 
@@ -151,7 +161,7 @@ def _match_from(tokens: tuple[str, ...], words: tuple[TypedWord, ...], anchor: i
 def completion_in(title: str, words: tuple[TypedWord, ...], max_words: int = 10) -> str | None:
     """`completion_for` with the typed words prepared once (a keystroke looks in up to 20 titles)."""
     tw = title_words(title)
-    tokens = tw.words
+    tokens = tw.keys
     if not words or not tokens:
         return None
     first, first_is_prefix, first_allowed = words[0]
@@ -168,7 +178,7 @@ def completion_in(title: str, words: tuple[TypedWord, ...], max_words: int = 10)
     if span is None:
         return None
     anchor, stop = span
-    return " ".join(tokens[anchor : min(tw.clause_end[stop] + 1, anchor + max_words)])
+    return " ".join(tw.words[anchor : min(tw.clause_end[stop] + 1, anchor + max_words)])
 
 
 def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:

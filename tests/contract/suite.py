@@ -326,6 +326,18 @@ class EngineContract:
         assert engine.keyword_search(alias, big, k=3)[0].id == "item-3"  # capped, not rejected by the engine
         assert isinstance(engine.prefix_suggest(alias, big, k=3), list)  # capped, not an error
 
+    def test_accents_and_case_are_folded_in_keyword_search_and_suggest(self, engine: SearchEngine, alias: str) -> None:
+        docs = [doc(1, "Les Misérables"), doc(2, "Crème Brûlée Café", brand="Señor Óptico"), doc(3, "Plain title")]
+        self.write(engine, alias, docs)
+        for query in ("miserables", "MISÉRABLES", "les miserables"):
+            assert [h.id for h in engine.keyword_search(alias, query, k=3)] == ["item-1"], query
+        assert [h.id for h in engine.keyword_search(alias, "creme brulee", k=3)] == ["item-2"]
+        assert [h.id for h in engine.keyword_search(alias, "senor optico", k=3)] == ["item-2"]  # brand text
+        for typed in ("miserab", "les mise", "misérab", "MISERABLES "):
+            assert [h.id for h in engine.prefix_suggest(alias, typed, k=3)] == ["item-1"], typed
+        assert [h.id for h in engine.prefix_suggest(alias, "creme bru", k=3)] == ["item-2"]
+        assert [h.id for h in engine.prefix_suggest(alias, "cafe", k=3)] == ["item-2"]  # a completed word, typo room
+
     def test_alias_swap_is_atomic_for_a_reader_in_a_loop(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(i, "Old generation film") for i in range(20)])
         old = engine.live_version(alias)

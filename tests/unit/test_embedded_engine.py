@@ -232,3 +232,33 @@ def test_no_parsed_item_is_kept_when_the_cache_is_off(tmp_path: Path) -> None:
     (one,) = engine.keyword_search("items", "voyage", k=5)
     (two,) = engine.keyword_search("items", "voyage", k=5)
     assert one.item == two.item and one.item is not two.item
+
+
+def test_a_text_index_written_before_folding_keeps_its_analyzers_and_a_new_one_folds(tmp_path: Path) -> None:
+    import tantivy
+
+    from services.core.engines.embedded.text import TextIndex, _schema
+
+    def hits(text: TextIndex, query: str) -> int:
+        searcher = text._index.searcher()
+        return len(searcher.search(text._index.parse_query(query, ["title"]), 5).hits)
+
+    def add_title(text_index: tantivy.Index) -> None:
+        writer = text_index.writer(heap_size=15_000_000, num_threads=1)
+        writer.add_document(tantivy.Document(id="x", row=0, title="Les Misérables", title_prefix="Les Misérables"))
+        writer.commit()
+        writer.wait_merging_threads()
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    add_title(tantivy.Index(_schema(folded=False), path=str(legacy)))  # as written before folding
+    opened = TextIndex(legacy)
+    assert not opened.folded and not (legacy / "analysis").exists()  # opened as it was written
+    assert hits(opened, "misérables") == 1 and hits(opened, "miserables") == 0  # a reindex brings folding
+
+    fresh = TextIndex(tmp_path / "fresh")
+    assert fresh.folded and (tmp_path / "fresh" / "analysis").exists()
+    add_title(fresh._index)
+    fresh._index.reload()
+    assert hits(fresh, "miserables") == 1 and hits(fresh, "MISÉRABLES") == 1
+    assert TextIndex(tmp_path / "fresh").folded  # and stays so when opened again

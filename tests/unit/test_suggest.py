@@ -44,6 +44,11 @@ pytestmark = pytest.mark.unit
         ("שלום עולם", "שלו", "שלום עולם"),
         ("Spider-Man 2", "spider m", "spider man 2"),
         ("Inception", "matrix", None),
+        # accents and case folded for the match, kept in what is shown
+        ("Les Misérables", "miserab", "misérables"),
+        ("Les Misérables", "LES MISÉR", "les misérables"),
+        ("Crème Brûlée Café", "creme brul", "crème brûlée café"),
+        ("Die Straße", "die strasse", "die straße"),
     ],
 )
 def test_completion_from_a_title(title: str, typed: str, want: str | None) -> None:

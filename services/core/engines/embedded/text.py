@@ -24,13 +24,29 @@ _LIST_FIELDS = ("tags", "categories")
 _TERM_SET_MAX = 20_000
 
 
-def _schema() -> tantivy.Schema:
+# Text is folded to ASCII ("Misérables" is found by "miserables", "straße" by "strasse"), as OpenSearch's
+# mapping does (services/core/engines/opensearch/mapping.py). Indices made before folding keep tantivy's own
+# analyzers, which they were written with; a reindex moves them over. The marker file says which an index has.
+STEMMED, PREFIX = "trawl_en_folded", "trawl_folded"
+_LEGACY = {STEMMED: "en_stem", PREFIX: "default"}
+_ANALYSIS_FILE, _ANALYSIS = "analysis", "folded-1"
+
+
+def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
+    # tantivy's en_stem and default, with ASCII folding after lower-casing
+    builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(40))
+    builder = builder.filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.ascii_fold())
+    return (builder.filter(tantivy.Filter.stemmer("english")) if stem else builder).build()
+
+
+def _schema(folded: bool) -> tantivy.Schema:
+    stemmed, prefix = (STEMMED, PREFIX) if folded else (_LEGACY[STEMMED], _LEGACY[PREFIX])
     sb = tantivy.SchemaBuilder()
     sb.add_text_field("id", stored=True, tokenizer_name="raw")
     sb.add_integer_field("row", stored=True, indexed=True, fast=True)
     for name in ("title", "body", "tags", "categories", "brand"):
-        sb.add_text_field(name, stored=False, tokenizer_name="en_stem")
-    sb.add_text_field("title_prefix", stored=False, tokenizer_name="default")
+        sb.add_text_field(name, stored=False, tokenizer_name=stemmed)
+    sb.add_text_field("title_prefix", stored=False, tokenizer_name=prefix)
     return sb.build()
 
 
@@ -39,8 +55,17 @@ class TextIndex:
         folder.mkdir(parents=True, exist_ok=True)
         self._folder = folder
         self._seq_file = folder.parent / "text.seq"
-        self.schema = _schema()
+        marker = folder / _ANALYSIS_FILE
+        # an index written before the marker existed has tantivy's analyzers (no folding)
+        self.folded = marker.exists() or not tantivy.Index.exists(str(folder))
+        self.schema = _schema(self.folded)
         self._index = tantivy.Index(self.schema, path=str(folder), reuse=True)
+        self._prefix_analyzer = _analyzer(stem=False) if self.folded else None
+        if self.folded:
+            self._index.register_tokenizer(STEMMED, _analyzer(stem=True))
+            self._index.register_tokenizer(PREFIX, _analyzer(stem=False))
+            if not marker.exists():
+                marker.write_text(_ANALYSIS)
         self._searcher = self._index.searcher()
         # The store seq this searcher is known to be current for; None: reload before the next search.
         self._current_for: int | None = None
@@ -107,8 +132,16 @@ class TextIndex:
         clauses += [(Occur.Should, Query.boost_query(self.keyword_query([w], boosts), wt)) for w, wt in added]
         return Query.boolean_query(clauses)
 
+    def _term(self, word: str) -> str:
+        """A typed word as `title_prefix` holds it: these queries take terms, not text to analyse."""
+        if self._prefix_analyzer is None:
+            return word
+        return "".join(self._prefix_analyzer.analyze(word)) or word
+
     def suggest_query(self, completed: Sequence[str], prefix: str | None) -> Query:
         clauses: list[tuple[Occur, Query]] = []
+        completed = [self._term(w) for w in completed]
+        prefix = self._term(prefix) if prefix else prefix
         for word in completed:
             fuzzy = Query.fuzzy_term_query(
                 self.schema,

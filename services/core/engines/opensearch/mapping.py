@@ -26,8 +26,34 @@ _ATTRIBUTE_TYPES = {
 }
 
 
+# The built-in `english` and `standard` analyzers with ASCII folding after lower-casing: "Misérables" is found by
+# "miserables" (the embedded engine folds the same way). The folding changes the definition hash, so a reindex
+# of an older version builds a new index rather than cloning the old one.
+STEMMED, FOLDED = "trawl_english", "trawl_folded"
+ANALYSIS: dict[str, Any] = {
+    "filter": {
+        "trawl_english_stop": {"type": "stop", "stopwords": "_english_"},
+        "trawl_english_stemmer": {"type": "stemmer", "language": "english"},
+        "trawl_english_possessive": {"type": "stemmer", "language": "possessive_english"},
+    },
+    "analyzer": {
+        STEMMED: {
+            "tokenizer": "standard",
+            "filter": [
+                "trawl_english_possessive",
+                "lowercase",
+                "asciifolding",
+                "trawl_english_stop",
+                "trawl_english_stemmer",
+            ],
+        },
+        FOLDED: {"tokenizer": "standard", "filter": ["lowercase", "asciifolding"]},
+    },
+}
+
+
 def _keyword_with_text() -> dict[str, Any]:
-    return {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": "english"}}}
+    return {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": STEMMED}}}
 
 
 def index_body(
@@ -46,6 +72,7 @@ def index_body(
                 "number_of_replicas": settings.replicas,
                 "knn": True,
                 "knn.algo_param.ef_search": settings.hnsw_ef_search,
+                "analysis": ANALYSIS,
             }
         },
         "mappings": {
@@ -55,13 +82,13 @@ def index_body(
                 "id": {"type": "keyword"},
                 "title": {
                     "type": "text",
-                    "analyzer": "english",
+                    "analyzer": STEMMED,
                     "fields": {
                         "raw": {"type": "keyword", "ignore_above": 1024},
-                        "sayt": {"type": "search_as_you_type", "analyzer": "standard"},
+                        "sayt": {"type": "search_as_you_type", "analyzer": FOLDED},
                     },
                 },
-                "body": {"type": "text", "analyzer": "english"},
+                "body": {"type": "text", "analyzer": STEMMED},
                 "tags": _keyword_with_text(),
                 "categories": _keyword_with_text(),
                 "brand": _keyword_with_text(),
