@@ -134,6 +134,13 @@ class IngestPipeline:
                     plan.failed.append(Outcome(ev.event_id, EventState.DEAD, str(exc), count_attempt=True))
                     continue
                 changed = True
+                if ev.op in ("upsert", "delete"):
+                    # A whole new state: what this batch applied before it is never written nor served (a
+                    # patch keeps part of what it patches, so that one stays indexed), as if it came late.
+                    plan.outcomes[item_id] = [
+                        Outcome(o.event_id, EventState.SUPERSEDED) if o.state is EventState.INDEXED else o
+                        for o in plan.outcomes[item_id]
+                    ]
                 plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.INDEXED))
             if changed and state is not None:
                 plan.states[item_id] = state

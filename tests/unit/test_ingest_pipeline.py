@@ -97,7 +97,7 @@ def test_an_older_version_after_a_newer_one_changes_nothing(h: Harness) -> None:
 
 
 def test_versions_in_one_batch_apply_in_order_whatever_the_arrival(h: Harness) -> None:
-    h.send(
+    three, one, patch, two = h.send(
         up("a", "Three", 3),
         up("a", "One", 1),
         {"op": "patch", "id": "a", "fields": {"brand": "B"}, "version": 4},
@@ -106,6 +106,14 @@ def test_versions_in_one_batch_apply_in_order_whatever_the_arrival(h: Harness) -
     h.run()
     (got,) = h.engine.get("items", ["a"])
     assert got.item.title == "Three" and got.item.brand == "B" and got.item.version == 4
+    # what was served: Three, patched; One and Two were replaced in the batch, as they would have been later
+    states = {e: h.ledger.get(e).state for e in (three, one, patch, two)}  # type: ignore[union-attr]
+    assert states == {
+        three: EventState.INDEXED,
+        one: EventState.SUPERSEDED,
+        patch: EventState.INDEXED,
+        two: EventState.SUPERSEDED,
+    }
 
 
 def test_a_replayed_event_changes_nothing_and_unchanged_content_is_not_re_embedded(h: Harness) -> None:
