@@ -12,7 +12,7 @@ from typing import Any
 
 from indexer.s3_source import parse_object, s3_client
 from services.core.domain import Item
-from services.core.errors import ValidationError
+from services.core.errors import UnavailableError, ValidationError
 from services.core.settings import BlobSettings
 
 _LIST_FIELDS = {"tags", "categories"}
@@ -34,7 +34,10 @@ def _csv_item(row: dict[str, str]) -> dict[str, Any]:
         if key in _LIST_FIELDS:
             item[key] = [v.strip() for v in value.split("|") if v.strip()]
         elif key in _NUMBER_FIELDS:
-            item[key] = float(value)
+            try:
+                item[key] = float(value)
+            except ValueError:
+                raise ValueError(f"column {key}: {value!r} is not a number") from None
         elif key == "available":
             item[key] = value.strip().lower() in ("1", "true", "yes")
         elif key in Item.model_fields:
@@ -71,12 +74,7 @@ def read_text(text: str, name: str) -> Iterator[SourceLine]:
 def read_source(location: str, blobs: BlobSettings) -> Iterator[SourceLine]:
     """Lines of a local file, or of every object under an s3:// prefix."""
     if location.startswith("s3://"):
-        bucket, _, prefix = location.removeprefix("s3://").partition("/")
-        client = s3_client(blobs)
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
-                yield from read_text(body, f"s3://{bucket}/{obj['Key']}")
+        yield from _read_s3(location, blobs)
         return
     path = Path(location)
     if not path.is_file():
@@ -84,3 +82,20 @@ def read_source(location: str, blobs: BlobSettings) -> Iterator[SourceLine]:
     if path.suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise ValidationError("path", "expected a .jsonl, .ndjson, .json or .csv file")
     yield from read_text(path.read_text(encoding="utf-8"), path.name)
+
+
+def _read_s3(location: str, blobs: BlobSettings) -> Iterator[SourceLine]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    client = s3_client(blobs)
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+                yield from read_text(body, f"s3://{bucket}/{obj['Key']}")
+    except ClientError as exc:  # the storage answered: no such bucket, access denied
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ValidationError("location", f"cannot read {location}: {code}") from None
+    except BotoCoreError as exc:  # no credentials, nothing listening at the endpoint
+        raise UnavailableError(f"object storage cannot be reached for {location}: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,16 @@ def _setup() -> None:
     # opensearch-py logs every request at INFO; a worker's log should show our events, not the transport.
     logging.getLogger("opensearch").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _line_order(problem: dict[str, Any]) -> tuple[int, int, str]:
+    """Problems of `trawl ingest` in line order ("items.jsonl:12"); the dead events (by item id) after them."""
+    name, _, line = str(problem.get("where", "")).rpartition(":")
+    return (0, int(line), name) if line.isdigit() else (1, 0, str(problem.get("where")))
+
+
+# `trawl ingest` says so when no worker has touched an event after this long (it waits for --timeout in all)
+NO_WORKER_HINT_S = 15.0
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -143,7 +154,11 @@ def ingest(
         def flush() -> None:
             report = service.accept(chunk, source=f"bulk:{location}")
             event_ids.extend(a.event_id for a in report.accepted)
-            problems.extend({"where": where[p.index], "field": p.field, "error": p.message} for p in report.rejected)
+            problems.extend(
+                # the field within the line (`item.price`), not within the chunk of 1,000 sent (`events[2].item.price`)
+                {"where": where[p.index], "field": re.sub(r"^events\[\d+\]\.?", "", p.field), "error": p.message}
+                for p in report.rejected
+            )
             progress.update(task, completed=len(event_ids))
             chunk.clear()
             where.clear()
@@ -163,6 +178,7 @@ def ingest(
             done_task = progress.add_task("indexing", total=len(event_ids), rate="")
             deadline = time.monotonic() + timeout
             t0 = time.monotonic()
+            hinted = False
             while True:
                 if inline:
                     runtime.drain(max_seconds=5)
@@ -172,6 +188,13 @@ def ingest(
                 progress.update(done_task, completed=done, rate=f"{rate:,.0f} items/s")
                 if done == len(event_ids):
                     break
+                if not inline and not hinted and time.monotonic() - t0 > NO_WORKER_HINT_S and not done:
+                    if not any(s is EventState.PROCESSING for s in states.values()):
+                        progress.console.print(
+                            f"[yellow]no event picked up in {NO_WORKER_HINT_S:.0f} s: is a worker running?[/yellow]"
+                            f" (`trawl worker`, or stop and pass --inline; waiting up to {timeout:.0f} s)"
+                        )
+                    hinted = True
                 if time.monotonic() > deadline:
                     _fail(
                         f"{len(event_ids) - done} events not indexed after {timeout:.0f} s; is a worker running?"
@@ -181,6 +204,7 @@ def ingest(
                 time.sleep(0.5 if not inline else 0)
             dead = [e for e in runtime.ledger.dead(limit=100_000) if e.event_id in set(event_ids)]
             problems.extend({"where": e.item_id, "event_id": e.event_id, "error": e.error} for e in dead)
+    problems.sort(key=_line_order)  # bad lines were found while reading, bad events at each chunk's send
     summary = {
         "accepted": len(event_ids),
         "failed": len(problems),
@@ -224,7 +248,13 @@ def dlq_list(limit: int = 50, as_json: JsonFlag = False) -> None:
             )
         )
         return
-    table = Table("event", "item", "op", "attempts", "error")
+    table = Table()
+    # ids whole (`trawl dlq replay` takes them); the error folds instead
+    table.add_column("event", no_wrap=True, min_width=max((len(e.event_id) for e in dead), default=5))
+    table.add_column("item", overflow="fold")
+    table.add_column("op")
+    table.add_column("attempts")
+    table.add_column("error", overflow="fold")
     for e in dead:
         table.add_row(e.event_id, e.item_id, e.op, str(e.attempts), e.error or "")
     Console().print(table)
@@ -383,7 +413,14 @@ def rules_add(
     admin_key: AdminKeyOption = None,
 ) -> None:
     """Create a rule (validated by the API; conflicts are reported, not merged)."""
-    body = json.loads(Path(rule[1:]).read_text() if rule.startswith("@") else rule)
+    try:
+        text = Path(rule[1:]).read_text() if rule.startswith("@") else rule
+    except OSError as exc:
+        _fail(f"cannot read {rule[1:]}: {exc.strerror}")
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        _fail(f"the rule is not valid JSON ({exc}); pass the JSON itself or @file.json")
     print(json.dumps(_admin_call("POST", f"{api}/admin/rules", admin_key, body), indent=2))
 
 
