@@ -283,9 +283,9 @@ class Demo:
   API docs       {base}/docs
 
 Try:
-  curl '{base}/v1/search?q=space+adventure&size=5'
+  curl '{base}/v1/search?q=space+adventure&size=3'
       -> {", ".join(h["item"]["title"] for h in hits)}
-  curl '{base}/v1/items/{first}/similar?size=5'
+  curl '{base}/v1/items/{first}/similar?size=3'
       -> {", ".join(h["item"]["title"] for h in similar)}
   curl -X POST {base}/v1/recommendations -H 'content-type: application/json' -d '{json.dumps(body)}'
 {history}      -> {answer}

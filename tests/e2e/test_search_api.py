@@ -404,6 +404,7 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any] | str | None, int, str]] = [
     ("GET", "/admin/dlq?limit=-1", None, 422, "limit"),
     ("POST", "/admin/model/reload", {"model_id": "nope"}, 422, "model_id"),
     ("POST", "/admin/reindex", {"modle": "x"}, 422, "modle"),
+    ("POST", "/admin/reindex", {"model": "package:no_such_model_package"}, 422, "model"),  # not a failed job later
 ]
 
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from indexer.admin_store import AdminStore, Job, JobConflictError
 from services.api.deps import AdminDep, EngineDep, SettingsDep
+from services.core.embedding import ModelNotFoundError, resolve_model
+from services.core.errors import ValidationError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
 
@@ -127,8 +129,14 @@ def indices(request: Request, engine: EngineDep, settings: SettingsDep) -> Indic
 @router.post("/reindex", status_code=202, response_model=JobOut, responses={409: {"description": "a job runs"}})
 def start_reindex(request: Request, body: Annotated[ReindexIn | None, Body()] = None) -> JobOut | JSONResponse:
     """Build version N+1 and swap the alias to it; with `model`, re-embed everything with that model."""
+    model = body.model if body else None
+    if model is not None:
+        try:  # a model this image does not have is a 422 now, not a job that fails in the worker later
+            resolve_model(model)
+        except ModelNotFoundError as exc:
+            raise ValidationError("model", str(exc)) from None
     try:
-        job = request.app.state.reindexer.start(body.model if body else None)
+        job = request.app.state.reindexer.start(model)
     except JobConflictError as exc:
         return _conflict(exc)
     request.app.state.reindex_queue(job.job_id)
