@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 VERIFY_ROUNDS = 6
 
 
+# How long a version the alias just left stays, when retention drops it at once (reindex_keep_versions=1).
+SWAP_GRACE_S = 2.0
+
+
 class JobCancelled(Exception):
     pass
 
@@ -71,19 +75,33 @@ class ReindexRunner:
         """Point the alias back at the previous version, then repair it with what changed since the swap."""
         engine = self._rt.engine
         live = engine.live_version(self._alias)
-        older = [v for v in engine.list_versions(self._alias) if live and v.version < live.version]
-        if live is None or not older:
+        versions = {v.version: v for v in engine.list_versions(self._alias)}
+        previous = self._previous_live(live.version) if live else None
+        if live is not None and (previous is None or previous not in versions):
+            # no record of what was live before (versions made before jobs recorded it): the one below
+            previous = max((n for n in versions if n < live.version), default=None)
+        if live is None or previous is None:
             raise ValidationError("alias", f"{self._alias!r} has no previous version to roll back to")
-        job = self._rt.admin.create_job(self._alias, "rollback", self._rt.admin.model_spec(older[-1].model_id) or "")
-        engine.point_alias(self._alias, older[-1].version)
+        target = versions[previous]
+        job = self._rt.admin.create_job(self._alias, "rollback", self._rt.admin.model_spec(target.model_id) or "")
+        engine.point_alias(self._alias, target.version)
         return self._rt.admin.update(
             job.job_id,
             phase=Phase.VERIFY,
             from_version=live.version,
-            to_version=older[-1].version,
-            model_id=older[-1].model_id,
-            message=f"alias moved back to v{older[-1].version}; repairing",
+            to_version=target.version,
+            model_id=target.model_id,
+            message=f"alias moved back to v{target.version}; repairing",
         )
+
+    def _previous_live(self, live: int) -> int | None:
+        """The version that was live before `live`: what the swap or the rollback that made it live moved the
+        alias away from (a rollback moves the alias when it starts; a reindex when it is done)."""
+        for job in self._rt.admin.jobs(self._alias, limit=100):  # newest first
+            moved = (job.kind == "rollback" and job.phase is not Phase.PENDING) or job.phase is Phase.DONE
+            if moved and job.to_version == live and job.from_version is not None and job.from_version != live:
+                return job.from_version
+        return None
 
     # ---- running --------------------------------------------------------------------------------------
 
@@ -271,16 +289,32 @@ class ReindexRunner:
         raise TrawlError("repair events were not processed in 10 minutes")
 
     def _swap(self, job: Job) -> Job:
-        assert job.to_version is not None
-        self._rt.engine.point_alias(self._alias, job.to_version)
-        dropped = self._apply_retention()
+        target = job.to_version
+        assert target is not None
+        before = self._rt.engine.live_version(self._alias)
+        self._rt.engine.point_alias(self._alias, target)
+        previous = before.version if before is not None and before.version != target else None
+        # the job records what it moved the alias away from: retention and the next rollback go by it
+        job = self._rt.admin.update(job.job_id, from_version=previous if previous is not None else job.from_version)
+        dropped = self._apply_retention(target, previous)
         note = f"; dropped {', '.join(f'v{v}' for v in dropped)}" if dropped else ""
-        return self._rt.admin.update(job.job_id, phase=Phase.DONE, message=f"alias now on v{job.to_version}{note}")
+        return self._rt.admin.update(job.job_id, phase=Phase.DONE, message=f"alias now on v{target}{note}")
 
-    def _apply_retention(self) -> list[int]:
-        keep = self._rt.settings.reindex_keep_versions
+    def _apply_retention(self, live: int, previous: int | None) -> list[int]:
+        """Keep `reindex_keep_versions`: the live one, the one live just before it (what a rollback goes back
+        to), then the newest others. A version rolled away from is not kept for being new."""
+        keep_n = self._rt.settings.reindex_keep_versions
+        if keep_n <= 0:
+            return []
         versions = self._rt.engine.list_versions(self._alias)
-        old = [v.version for v in versions[:-keep] if not v.live] if keep > 0 else []
+        keep = [live] + ([previous] if previous is not None else [])
+        keep += sorted((v.version for v in versions if v.version not in keep), reverse=True)
+        kept = set(keep[:keep_n])
+        old = [v.version for v in versions if v.version not in kept and not v.live]
+        if previous in old:
+            # API processes see the alias move within a second (their alias check); a search still on the
+            # version just replaced must not find it gone
+            time.sleep(SWAP_GRACE_S)
         for v in old:
             self._rt.engine.drop_version(self._alias, v)
         return old
