@@ -39,6 +39,39 @@ def s3_client(settings: BlobSettings) -> Any:
     )
 
 
+def unwrap_sns(message: dict[str, Any]) -> dict[str, Any]:
+    """The S3 notification inside an SNS HTTP(S) delivery (`Type: Notification`, the notification as JSON
+    text in `Message`); anything else as it came. A subscription must be confirmed by whoever set it up (its
+    SubscribeURL): this endpoint fetches no address a request names."""
+    kind = message.get("Type")
+    if kind == "SubscriptionConfirmation":
+        raise ValidationError(
+            "Type", "an SNS subscription confirmation: confirm it by opening its SubscribeURL (it is not fetched here)"
+        )
+    if kind != "Notification" or "Message" not in message:
+        return message
+    try:
+        inner = json.loads(message["Message"])
+    except (TypeError, ValueError):
+        inner = None
+    if not isinstance(inner, dict):
+        raise ValidationError("Message", "an SNS notification's Message must be an S3 notification as JSON")
+    return inner
+
+
+def _checked(i: int, record: Any) -> tuple[str, str, str]:
+    """(event name, bucket, key) of a record, or a ValidationError naming what is missing or wrong."""
+    where = f"Records.{i}"
+    try:
+        name, bucket, key = record["eventName"], record["s3"]["bucket"]["name"], record["s3"]["object"]["key"]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValidationError(where, f"missing {exc}") from None
+    for field, value in (("eventName", name), ("s3.bucket.name", bucket), ("s3.object.key", key)):
+        if not isinstance(value, str) or not value:
+            raise ValidationError(f"{where}.{field}", "must be a non-empty string")
+    return name, bucket, unquote_plus(key)  # keys arrive URL-encoded
+
+
 def parse_object(body: bytes, key: str) -> list[dict[str, Any]]:
     """A JSON object (one item), a JSON array (items), or JSONL (an item or event per line)."""
     text = body.decode("utf-8")
@@ -56,16 +89,22 @@ class S3EventHandler:
         self._client = client
 
     def handle(self, notification: dict[str, Any]) -> list[ObjectOutcome]:
+        """The objects of an S3 event notification, sent as is (S3 webhooks, MinIO) or in an SNS envelope.
+        Every record is checked before any is acted on: a bad one accepts nothing."""
+        notification = unwrap_sns(notification)
+        if notification.get("Event") == "s3:TestEvent":  # what S3 sends when a notification is configured
+            return []
         records = notification.get("Records")
         if not isinstance(records, list):
             raise ValidationError("Records", "an S3 event notification must carry a Records list")
-        return [self._record(i, r) for i, r in enumerate(records)]
+        checked = [_checked(i, r) for i, r in enumerate(records)]
+        return [self._record(*c) for c in checked]
 
     def _fetch(self, bucket: str, key: str, source: str) -> bytes | str:
         """The object's bytes, or why this object cannot be read (deleted since, no such bucket, access denied).
         Storage that cannot be reached at all, or without credentials, is an UnavailableError (a 503: S3,
         SNS and webhooks retry those)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
         try:
             return bytes(self._client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -75,16 +114,12 @@ class S3EventHandler:
             if code in _UNREADABLE:
                 return f"cannot read {source}: {code}"
             raise UnavailableError(f"object storage refused to read {source}: {code}") from exc
+        except ParamValidationError as exc:  # a bucket name or key S3 cannot take
+            return f"cannot read {source}: {exc}"
         except BotoCoreError as exc:
             raise UnavailableError(f"object storage cannot be reached to read {source}: {exc}") from exc
 
-    def _record(self, i: int, record: Any) -> ObjectOutcome:
-        try:
-            name = record["eventName"]
-            bucket = record["s3"]["bucket"]["name"]
-            key = unquote_plus(record["s3"]["object"]["key"])  # keys arrive URL-encoded
-        except (KeyError, TypeError) as exc:
-            raise ValidationError(f"Records[{i}]", f"missing {exc}") from None
+    def _record(self, name: str, bucket: str, key: str) -> ObjectOutcome:
         source = f"s3://{bucket}/{key}"
         if name.startswith("ObjectRemoved"):
             ids = self._ledger.forget_object(source)

@@ -8,6 +8,7 @@ JSON form (what the API accepts):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,6 +129,8 @@ def coerce_value(value: Any, kind: FieldKind, where: str) -> Any:
     if kind is FieldKind.BOOLEAN and isinstance(value, bool):
         return value
     if kind is FieldKind.NUMBER and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # 1e400 parses as infinity; the engines refuse it (a 500 on OpenSearch)
+            raise FilterError(where, f"expected a finite number, got {value!r}")
         return float(value)
     if kind is FieldKind.DATE:
         if isinstance(value, datetime):

@@ -78,6 +78,8 @@ async def _json_body(request: Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(422, [{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) from None
+    except RecursionError:
+        raise HTTPException(422, [{"loc": ["body"], "msg": "nested too deeply", "type": "json_invalid"}]) from None
 
 
 @router.post(
@@ -125,7 +127,8 @@ async def post_content_events(request: Request) -> AcceptResponse:
 
 @router.post("/s3", status_code=status.HTTP_202_ACCEPTED)
 async def post_s3_notification(request: Request) -> dict[str, Any]:
-    """An S3 event notification (as sent by S3, SNS or MinIO webhooks) for a bucket of item files."""
+    """An S3 event notification for a bucket of item files: as S3 or MinIO webhooks send it, or inside an SNS
+    delivery (confirm an SNS subscription by opening its SubscribeURL). S3's test event is answered with no objects."""
     data = await _json_body(request)
     if not isinstance(data, dict):
         raise HTTPException(422, [{"loc": ["body"], "msg": "expected an object with Records", "type": "value_error"}])

@@ -1,0 +1,95 @@
+"""S3 event notifications as senders send them: plain, inside an SNS delivery, S3's test event; a missing
+object or bucket reported for that object; a malformed record refused before anything is accepted. Real
+objects on the moto server; the ledger is the real one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from indexer.celery_app import create_celery
+from indexer.ledger import EventLedger
+from indexer.s3_source import S3EventHandler, s3_client
+from indexer.service import IngestService
+from indexer.settings import IndexerSettings
+from services.core.errors import ValidationError
+from services.core.settings import BlobSettings
+
+pytestmark = pytest.mark.unit
+
+
+def record(bucket: Any, key: Any, name: Any = "ObjectCreated:Put") -> dict[str, Any]:
+    return {"eventName": name, "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+
+
+@pytest.fixture
+def world(tmp_path: Path, s3_settings: BlobSettings) -> tuple[S3EventHandler, EventLedger, str]:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_settings.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    bucket = s3_settings.bucket
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="drop/a.json", Body=json.dumps({"id": "a", "title": "Alpha"}).encode())
+    ledger = EventLedger(tmp_path / "ledger.sqlite")
+    service = IngestService(ledger, create_celery(IndexerSettings(data_dir=tmp_path / "var")))
+    return S3EventHandler(service, ledger, s3_client(s3_settings)), ledger, bucket
+
+
+def test_a_notification_in_an_sns_envelope_and_s3s_test_event(world: tuple[S3EventHandler, EventLedger, str]) -> None:
+    handler, ledger, bucket = world
+    sns = {"Type": "Notification", "Message": json.dumps({"Records": [record(bucket, "drop/a.json")]})}
+    (outcome,) = handler.handle(sns)
+    assert (outcome.key, outcome.accepted, outcome.rejected) == ("drop/a.json", 1, [])
+    assert [e.item_id for e in ledger.by_item("a")] == ["a"]
+    assert handler.handle({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}) == []
+    with pytest.raises(ValidationError) as confirm:
+        handler.handle({"Type": "SubscriptionConfirmation", "SubscribeURL": "http://127.0.0.1:9/x"})
+    assert confirm.value.field == "Type" and "SubscribeURL" in confirm.value.message
+    with pytest.raises(ValidationError) as garbled:
+        handler.handle({"Type": "Notification", "Message": "not json"})
+    assert garbled.value.field == "Message"
+
+
+def test_an_object_gone_or_a_bucket_missing_is_reported_for_that_object_only(
+    world: tuple[S3EventHandler, EventLedger, str],
+) -> None:
+    handler, _, bucket = world
+    gone, missing, fine = handler.handle(
+        {
+            "Records": [
+                record(bucket, "drop/deleted-since.json"),
+                record(f"{bucket}-x", "a.json"),
+                record(bucket, "drop/a.json"),
+            ]
+        }
+    )
+    assert gone.rejected == [f"cannot read s3://{bucket}/drop/deleted-since.json: NoSuchKey"]
+    assert missing.rejected == [f"cannot read s3://{bucket}-x/a.json: NoSuchBucket"]
+    assert (fine.accepted, fine.rejected) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (record("b", "k", name=123), "Records.1.eventName"),
+        (record("b", 123), "Records.1.s3.object.key"),
+        (record("", "k"), "Records.1.s3.bucket.name"),
+        ({"eventName": "ObjectCreated:Put"}, "Records.1"),
+    ],
+)
+def test_a_malformed_record_is_refused_before_any_record_is_accepted(
+    world: tuple[S3EventHandler, EventLedger, str], bad: dict[str, Any], field: str
+) -> None:
+    handler, ledger, bucket = world
+    with pytest.raises(ValidationError) as refused:
+        handler.handle({"Records": [record(bucket, "drop/a.json"), bad]})
+    assert refused.value.field == field
+    assert ledger.by_item("a") == []  # the good record before it was not accepted either: a resend is safe
