@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS object_items (object_key TEXT NOT NULL, item_id TEXT NOT NULL,
                                          PRIMARY KEY (object_key, item_id));
+CREATE INDEX IF NOT EXISTS object_items_by_item ON object_items (item_id);
 """
 
 
@@ -309,16 +310,35 @@ class EventLedger(SQLiteDatabase):
 
     # ---- S3 objects -> items, so that ObjectRemoved can delete what an object brought ---------------
 
-    def remember_object(self, object_key: str, item_ids: Sequence[str]) -> None:
+    def replace_object(self, object_key: str, item_ids: Sequence[str]) -> list[str]:
+        """Remember that `object_key` now holds `item_ids` (a new object, or an overwritten one); returns the
+        items it held before and no object holds now: an overwrite that dropped an item deletes it."""
         with self._tx() as conn:
+            before = {
+                r[0] for r in conn.execute("SELECT item_id FROM object_items WHERE object_key = ?", (object_key,))
+            }
+            conn.execute("DELETE FROM object_items WHERE object_key = ?", (object_key,))
             conn.executemany(
                 "INSERT OR IGNORE INTO object_items (object_key, item_id) VALUES (?, ?)",
                 [(object_key, i) for i in item_ids],
             )
+            return _orphans(conn, sorted(before - set(item_ids)))
 
     def forget_object(self, object_key: str) -> list[str]:
+        """Forget a removed object; returns the items it held that no other object holds (an item another
+        object brought too stays)."""
         with self._tx() as conn:
             rows = conn.execute(
                 "DELETE FROM object_items WHERE object_key = ? RETURNING item_id", (object_key,)
             ).fetchall()
-        return [r[0] for r in rows]
+            return _orphans(conn, sorted(r[0] for r in rows))
+
+
+def _orphans(conn: sqlite3.Connection, item_ids: Sequence[str]) -> list[str]:
+    """The items among `item_ids` that no object holds any more."""
+    held: set[str] = set()
+    for start in range(0, len(item_ids), 500):  # SQLite's bound parameters per statement
+        chunk = item_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        held |= {r[0] for r in conn.execute(f"SELECT item_id FROM object_items WHERE item_id IN ({marks})", chunk)}
+    return [i for i in item_ids if i not in held]

@@ -72,6 +72,21 @@ def _checked(i: int, record: Any) -> tuple[str, str, str]:
     return name, bucket, unquote_plus(key)  # keys arrive URL-encoded
 
 
+def _mentioned(event: Any) -> str | None:
+    """The item id a raw event names, if it names one."""
+    if not isinstance(event, dict):
+        return None
+    item = event.get("item")
+    found = (
+        event.get("id")
+        if event.get("op") in ("patch", "delete")
+        else item.get("id")
+        if isinstance(item, dict)
+        else None
+    )
+    return found if isinstance(found, str) and found else None
+
+
 def parse_object(body: bytes, key: str) -> list[dict[str, Any]]:
     """A JSON object (one item), a JSON array (items), or JSONL (an item or event per line)."""
     text = body.decode("utf-8")
@@ -122,9 +137,8 @@ class S3EventHandler:
     def _record(self, name: str, bucket: str, key: str) -> ObjectOutcome:
         source = f"s3://{bucket}/{key}"
         if name.startswith("ObjectRemoved"):
-            ids = self._ledger.forget_object(source)
-            events = parse_events([{"op": "delete", "id": item_id} for item_id in ids])[0]
-            self._service.accept_new([to_new_event(ev, source) for _, ev in events])
+            ids = self._ledger.forget_object(source)  # the items no other object holds
+            self._delete(ids, source)
             return ObjectOutcome(bucket, key, "removed", len(ids), [])
         if not name.startswith("ObjectCreated"):
             return ObjectOutcome(bucket, key, "ignored", 0, [])
@@ -137,5 +151,14 @@ class S3EventHandler:
             return ObjectOutcome(bucket, key, "created", 0, [f"object is not JSON or JSONL: {exc}"])
         good, bad = parse_events(raw)
         recorded = self._service.accept_new([to_new_event(ev, source) for _, ev in good])
-        self._ledger.remember_object(source, [r.item_id for r in recorded if r.op != "delete"])
-        return ObjectOutcome(bucket, key, "created", len(recorded), [f"{p.field}: {p.message}" for p in bad])
+        held = [r.item_id for r in recorded if r.op != "delete"]
+        # an item still in the object but refused this time (a bad line) is not taken as dropped from it
+        held += [i for i in (_mentioned(raw[p.index]) for p in bad) if i]
+        dropped = self._ledger.replace_object(source, held)  # an overwrite without an item deletes it
+        self._delete(dropped, source)
+        rejected = [f"{p.field}: {p.message}" for p in bad]
+        return ObjectOutcome(bucket, key, "created", len(recorded) + len(dropped), rejected)
+
+    def _delete(self, item_ids: list[str], source: str) -> None:
+        events = parse_events([{"op": "delete", "id": item_id} for item_id in item_ids])[0]
+        self._service.accept_new([to_new_event(ev, source) for _, ev in events])

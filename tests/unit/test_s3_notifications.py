@@ -93,3 +93,27 @@ def test_a_malformed_record_is_refused_before_any_record_is_accepted(
         handler.handle({"Records": [record(bucket, "drop/a.json"), bad]})
     assert refused.value.field == field
     assert ledger.by_item("a") == []  # the good record before it was not accepted either: a resend is safe
+
+
+def test_removing_or_overwriting_an_object_deletes_only_what_no_other_object_holds(
+    world: tuple[S3EventHandler, EventLedger, str], s3_settings: BlobSettings
+) -> None:
+    handler, ledger, bucket = world
+    s3 = s3_client(s3_settings)
+
+    def put(key: str, items: list[dict[str, Any]]) -> None:
+        s3.put_object(Bucket=bucket, Key=key, Body="\n".join(json.dumps(i) for i in items).encode())
+        handler.handle({"Records": [record(bucket, key)]})
+
+    def deletes() -> set[str]:
+        return {e.item_id for item in "abcdxy" for e in ledger.by_item(item) if e.op == "delete"}
+
+    put("one.jsonl", [{"id": "a", "title": "A"}, {"id": "x", "title": "X"}])
+    put("two.jsonl", [{"id": "a", "title": "A again"}, {"id": "b", "title": "B"}])
+    handler.handle({"Records": [record(bucket, "one.jsonl", name="ObjectRemoved:Delete")]})
+    assert deletes() == {"x"}  # a is still in two.jsonl
+    # two.jsonl rewritten: b is gone from it, c is new, and a stays though its line is refused this time
+    put("two.jsonl", [{"id": "a", "title": "A", "price": "free"}, {"id": "c", "title": "C"}])
+    assert deletes() == {"x", "b"}
+    handler.handle({"Records": [record(bucket, "two.jsonl", name="ObjectRemoved:Delete")]})
+    assert deletes() == {"x", "b", "a", "c"}
