@@ -69,15 +69,27 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: TRAWL_HOST, else 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: TRAWL_PORT, else 8000).")] = None,
+) -> None:
     """Run the HTTP API (search, suggest, similar, recommendations, events, admin)."""
     import uvicorn
 
     from services.api.app import create_app
     from services.api.settings import ApiSettings
 
-    settings = ApiSettings(host=host, port=port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=settings.access_log)
+    settings = ApiSettings()  # TRAWL_HOST / TRAWL_PORT, else the defaults; an option wins over both
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
 
 
 @app.command()

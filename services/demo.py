@@ -55,7 +55,9 @@ class Demo:
         self.options = options
         self.child_env: dict[str, str] = {}
         if options.stack:
-            self.child_env |= {"TRAWL_ENGINE": "opensearch", "TRAWL_BROKER_URL": "redis://127.0.0.1:6379/0"}
+            self.child_env["TRAWL_ENGINE"] = "opensearch"
+            if not ApiSettings().broker_url:  # the Redis infra/ starts, unless the settings name a broker
+                self.child_env["TRAWL_BROKER_URL"] = "redis://127.0.0.1:6379/0"
         self.settings = ApiSettings(**_overrides(self.child_env), port=options.port)
         self.worker: subprocess.Popen[bytes] | None = None
         self.example_user: str | None = None
