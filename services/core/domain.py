@@ -113,7 +113,7 @@ def _check_attribute(name: str, kind: AttributeType, value: AttributeValue) -> N
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def _has_control_chars(text: str) -> bool:
+def has_control_chars(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
@@ -142,7 +142,7 @@ class Item(BaseModel):
     def _check_id(cls, value: str) -> str:
         if not 1 <= len(value) <= MAX_ID_CHARS:
             raise ValueError(f"must be 1 to {MAX_ID_CHARS} characters")
-        if _has_control_chars(value):
+        if has_control_chars(value):
             raise ValueError("must not contain control characters")
         return value
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from services.core.domain import MAX_ID_CHARS
+from services.core.domain import MAX_ID_CHARS, has_control_chars
 from services.core.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class InteractionType(StrEnum):
 def _check_id(field: str, value: str) -> None:
     if not 1 <= len(value) <= MAX_ID_CHARS:
         raise ValidationError(field, f"must be 1 to {MAX_ID_CHARS} characters")
+    if has_control_chars(value):  # as item ids: a NUL or a newline in an id breaks logs, exports and joins
+        raise ValidationError(field, "must not contain control characters")
 
 
 @dataclass(frozen=True)

@@ -462,6 +462,7 @@ INTERACTION_ERRORS: list[tuple[Any, list[str]]] = [
         ["interactions.1.type"],
     ),
     ({"user_id": "u", "item_id": "i", "type": "liked"}, ["type"]),
+    ({"user_id": "u\u0000", "item_id": "i", "type": "click"}, ["user_id"]),
     (["not", "an", "object"], ["body"]),
 ]
 
