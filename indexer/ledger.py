@@ -310,13 +310,15 @@ class EventLedger(SQLiteDatabase):
 
     # ---- S3 objects -> items, so that ObjectRemoved can delete what an object brought ---------------
 
-    def replace_object(self, object_key: str, item_ids: Sequence[str]) -> list[str]:
-        """Remember that `object_key` now holds `item_ids` (a new object, or an overwritten one); returns the
-        items it held before and no object holds now: an overwrite that dropped an item deletes it."""
+    def replace_object(self, object_key: str, item_ids: Sequence[str], still: Sequence[str] = ()) -> list[str]:
+        """Remember that `object_key` now holds `item_ids` (a new object, or an overwritten one), and still the
+        ones of `still` it held before (items whose lines were refused this time); returns the items it held
+        before and no object holds now: an overwrite that dropped an item deletes it."""
         with self._tx() as conn:
             before = {
                 r[0] for r in conn.execute("SELECT item_id FROM object_items WHERE object_key = ?", (object_key,))
             }
+            item_ids = [*item_ids, *(i for i in still if i in before)]
             conn.execute("DELETE FROM object_items WHERE object_key = ?", (object_key,))
             conn.executemany(
                 "INSERT OR IGNORE INTO object_items (object_key, item_id) VALUES (?, ?)",

@@ -118,6 +118,7 @@ class IngestPipeline:
         for item_id, evs in by_item.items():
             state = current.get(item_id)
             changed = False
+            resyncs = {e.event_id for e in evs if e.op == "resync"}  # a repair, not a state of the item
             for ev in sorted(evs, key=lambda e: (e.version, e.seq)):
                 if ev.op == "resync":
                     # Rewrite the current state to every target (a reindex repairs its new version this way).
@@ -138,7 +139,9 @@ class IngestPipeline:
                     # A whole new state: what this batch applied before it is never written nor served (a
                     # patch keeps part of what it patches, so that one stays indexed), as if it came late.
                     plan.outcomes[item_id] = [
-                        Outcome(o.event_id, EventState.SUPERSEDED) if o.state is EventState.INDEXED else o
+                        Outcome(o.event_id, EventState.SUPERSEDED)
+                        if o.state is EventState.INDEXED and o.event_id not in resyncs
+                        else o
                         for o in plan.outcomes[item_id]
                     ]
                 plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.INDEXED))

@@ -152,9 +152,9 @@ class S3EventHandler:
         good, bad = parse_events(raw)
         recorded = self._service.accept_new([to_new_event(ev, source) for _, ev in good])
         held = [r.item_id for r in recorded if r.op != "delete"]
-        # an item still in the object but refused this time (a bad line) is not taken as dropped from it
-        held += [i for i in (_mentioned(raw[p.index]) for p in bad) if i]
-        dropped = self._ledger.replace_object(source, held)  # an overwrite without an item deletes it
+        # an item the object held and still names, on a line refused this time, is not taken as dropped from it
+        refused = [i for i in (_mentioned(raw[p.index]) for p in bad) if i]
+        dropped = self._ledger.replace_object(source, held, still=refused)  # an overwrite without it deletes it
         self._delete(dropped, source)
         rejected = [f"{p.field}: {p.message}" for p in bad]
         return ObjectOutcome(bucket, key, "created", len(recorded) + len(dropped), rejected)

@@ -82,7 +82,8 @@ def serve(
     from services.api.settings import ApiSettings
 
     settings = ApiSettings()  # TRAWL_HOST / TRAWL_PORT, else the defaults; an option wins over both
-    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    given = {"host": host, "port": port}
+    settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -5,6 +5,7 @@ and ONNX folders on onnxruntime."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -55,6 +56,20 @@ def resolve_model(spec: str) -> tuple[Path, str]:
     if not folder.is_dir():
         raise ModelNotFoundError(f"embedding model folder {folder} does not exist")
     return folder, folder.resolve().name
+
+
+def model_missing(spec: str) -> str | None:
+    """Why `spec` names no model here (None: it does), without importing anything: an API checks a spec a
+    request names before a worker loads it."""
+    if spec.startswith("package:"):
+        name = spec.removeprefix("package:")
+        try:
+            found = importlib.util.find_spec(name) if name and not name.startswith(".") else None
+        except (ImportError, ValueError):
+            found = None
+        return None if found is not None else f"embedding model package {name!r} is not installed"
+    folder = Path(spec).expanduser()
+    return None if folder.is_dir() else f"embedding model folder {folder} does not exist"
 
 
 def _is_onnx_folder(folder: Path) -> bool:

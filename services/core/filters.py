@@ -129,9 +129,13 @@ def coerce_value(value: Any, kind: FieldKind, where: str) -> Any:
     if kind is FieldKind.BOOLEAN and isinstance(value, bool):
         return value
     if kind is FieldKind.NUMBER and isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):  # 1e400 parses as infinity; the engines refuse it (a 500 on OpenSearch)
-            raise FilterError(where, f"expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of 400 digits
+            number = math.inf
+        if not math.isfinite(number):  # 1e400 parses as infinity; the engines refuse it (a 500 on OpenSearch)
+            raise FilterError(where, "expected a finite number")
+        return number
     if kind is FieldKind.DATE:
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=UTC)

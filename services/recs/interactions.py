@@ -43,8 +43,6 @@ class InteractionType(StrEnum):
 def _check_id(field: str, value: str) -> None:
     if not 1 <= len(value) <= MAX_ID_CHARS:
         raise ValidationError(field, f"must be 1 to {MAX_ID_CHARS} characters")
-    if has_control_chars(value):  # as item ids: a NUL or a newline in an id breaks logs, exports and joins
-        raise ValidationError(field, "must not contain control characters")
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,8 @@ class Interaction:
             object.__setattr__(self, "timestamp", self.timestamp.replace(tzinfo=UTC))
         if self.value is not None and not math.isfinite(self.value):
             raise ValidationError("value", "must be a finite number")
-        if self.position is not None and not 0 <= self.position <= MAX_POSITION:
-            raise ValidationError("position", f"must be between 0 and {MAX_POSITION}")
+        if self.position is not None and self.position < 0:
+            raise ValidationError("position", "must be >= 0")
         if self.query_id is not None:
             _check_id("query_id", self.query_id)
 
@@ -144,6 +142,19 @@ class InteractionStore(Protocol):
 def check_batch(interactions: Sequence[Interaction]) -> None:
     if len(interactions) > MAX_BATCH:
         raise ValidationError("interactions", f"at most {MAX_BATCH} per batch")
+    for i in interactions:
+        check_new(i)
+
+
+def check_new(interaction: Interaction) -> None:
+    """What a new interaction must also meet before it is stored. Checked when written, not in `Interaction`
+    itself: rows stored before these checks existed stay readable."""
+    i = interaction
+    if i.position is not None and i.position > MAX_POSITION:
+        raise ValidationError("position", f"must be between 0 and {MAX_POSITION}")
+    for field, value in (("user_id", i.user_id), ("item_id", i.item_id), ("query_id", i.query_id)):
+        if value is not None and has_control_chars(value):  # a NUL or a newline in an id breaks logs and joins
+            raise ValidationError(field, "must not contain control characters")
 
 
 _SCHEMA = """

@@ -23,6 +23,7 @@ import numpy as np
 
 from services.core.engines.base import SearchEngine
 from services.core.errors import ValidationError
+from services.core.filters import And, Filter, Not, Or, Terms
 from services.recs.catalog import CatalogView
 from services.recs.interactions import InteractionStore
 from services.recs.models import ArtefactStore, RecsArtefacts, empty_artefacts
@@ -49,6 +50,7 @@ from services.recs.sources import (
     VectorSource,
 )
 from services.recs.types import (
+    MAX_SEEDS,
     Candidate,
     CandidateSet,
     FeatureMatrix,
@@ -59,7 +61,7 @@ from services.recs.types import (
     RecommendationResult,
     SourceResult,
 )
-from services.search.protocols import HiddenItems, without_hidden
+from services.search.protocols import HiddenItems
 
 log = logging.getLogger(__name__)
 # How long a published version that failed to load is left before it is fetched again.
@@ -158,6 +160,23 @@ class RecommendationPipeline:
             ranker=ranker_name,
             candidates=len(cs.candidates),
         )
+
+
+def without_hidden_items(request: RecommendationRequest, hidden: Filter | None) -> RecommendationRequest:
+    """The request with what hide rules take out: hidden ids join the excluded ids (a set every source
+    checks), hidden targets join the filter (which sends the sources through their slower filtered path)."""
+    if hidden is None:
+        return request
+    parts = hidden.filters if isinstance(hidden, Or) else (hidden,)
+    ids = [v for p in parts if isinstance(p, Terms) and p.field == "id" for v in p.values]
+    rest = [p for p in parts if not (isinstance(p, Terms) and p.field == "id")]
+    if len(request.exclude_item_ids) + len(ids) > MAX_SEEDS:  # more than a request may exclude: as a filter
+        ids, rest = [], list(parts)
+    flt = request.filter
+    if rest:
+        hide: Filter = rest[0] if len(rest) == 1 else Or(tuple(rest))
+        flt = Not(hide) if flt is None else And((flt, Not(hide)))
+    return replace(request, exclude_item_ids=(*request.exclude_item_ids, *map(str, ids)), filter=flt)
 
 
 def _cold_start(candidates: list[Candidate], results: Sequence[SourceResult]) -> tuple[list[RankedCandidate], Mode]:
@@ -276,5 +295,5 @@ class RecommendationService:
         if self._follower is None and time.monotonic() - self._checked >= self._reload_every_s:
             self.reload(wait=False)
         if self._hidden is not None and self._engine is not None:  # what hide rules take out, from every source
-            request = replace(request, filter=without_hidden(request.filter, self._hidden, None))
+            request = without_hidden_items(request, self._hidden.hidden(None, request.filter))
         return self._pipeline.run(request)

@@ -7,7 +7,7 @@ This reads `services.core.filters` objects and `Item` fields only: no engine is 
 from __future__ import annotations
 
 from services.core.filters import And, Filter, field_values, matches
-from services.search.types import normalise_text
+from services.search.types import fold, normalise_text
 
 __all__ = ["field_values", "filter_includes", "matches", "query_matches"]  # the evaluator lives in core.filters
 
@@ -28,8 +28,10 @@ def filter_includes(search_filter: Filter | None, context: Filter) -> bool:
 
 
 def query_matches(rule_query: str, match: str, text: str) -> bool:
-    """`rule_query` is normalised and case-folded already (see `When`); `contains` matches whole words."""
-    q = normalise_text(text).casefold()
+    """`rule_query` is normalised and case-folded already (see `When`); `contains` matches whole words. Both
+    sides are folded as the engines fold text: a rule for "misérables" holds for "miserables", which finds
+    the same items."""
+    q, rq = fold(normalise_text(text)), fold(rule_query)
     if match == "exact":
-        return q == rule_query
-    return f" {rule_query} " in f" {q} "
+        return q == rq
+    return f" {rq} " in f" {q} "

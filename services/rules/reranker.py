@@ -68,13 +68,6 @@ class CompiledRule:
             return False
         return self.context is None or filter_includes(flt, self.context)
 
-    def target_filter(self) -> Filter:
-        """The items the rule targets, as a neutral filter (its ids, or its target filter)."""
-        if self.rule.items:
-            return Terms("id", tuple(self.rule.items))
-        assert self.target is not None  # RuleIn requires items or a target for the actions that target
-        return self.target
-
     def targets(self, item: Item) -> bool:
         if self.rule.items:
             return item.id in self.rule.items
@@ -148,14 +141,15 @@ class RulesReranker:
     def hidden(self, text: str | None, filter: Filter | None) -> Filter | None:
         """The items the active hide rules take out of an answer to `text` under `filter`, as one filter
         (None: none): `HiddenItems`, for suggest, similar items and recommendations. Searches drop them in
-        `run`, with the other rules."""
+        `run`, with the other rules. The rules' ids make one `terms` clause, whatever the number of rules."""
         now = self._clock()
-        hides = [
-            c.target_filter() for c in self.compiled() if c.rule.action == "hide" and c.applies_to(text, filter, now)
-        ]
-        if not hides:
+        rules = [c for c in self.compiled() if c.rule.action == "hide" and c.applies_to(text, filter, now)]
+        ids = tuple(dict.fromkeys(i for c in rules for i in c.rule.items))
+        parts: list[Filter] = [Terms("id", ids)] if ids else []
+        parts += [c.target for c in rules if not c.rule.items and c.target is not None]
+        if not parts:
             return None
-        return hides[0] if len(hides) == 1 else Or(tuple(hides))
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
 
     def active(self, query: SearchQuery) -> list[CompiledRule]:
         now = self._clock()

@@ -38,7 +38,7 @@ from services.search.fusion import RRFFuser, fused_order_key
 from services.search.protocols import HiddenItems, without_hidden
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
-from services.search.types import Candidate, LegReport, new_query_id
+from services.search.types import Candidate, LegReport, fold, new_query_id
 
 PREFIX = "prefix"
 FUZZY = "fuzzy"
@@ -95,14 +95,6 @@ def _word_matches(token: str, word: str, is_prefix: bool, allowed: int) -> bool:
     if not allowed or abs(len(token) - len(word)) > allowed:
         return False
     return edit_distance(word, token, allowed) <= allowed
-
-
-def fold(word: str) -> str:
-    """A word as completions compare it: accents dropped and case folded ("Misérables" -> "miserables"), as the
-    engines' analyzers fold the text they match."""
-    if word.isascii():
-        return word.lower()
-    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).casefold()
 
 
 @dataclass(frozen=True, slots=True)

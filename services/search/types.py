@@ -33,6 +33,19 @@ def normalise_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
+# Letters that NFKD does not split into a base letter and an accent, folded as the engines' ASCII folding does.
+_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "þ": "th", "ð": "d", "ı": "i"})
+
+
+def fold(text: str) -> str:
+    """Text as the engines' analyzers compare it: accents dropped, case folded ("Misérables" -> "miserables",
+    "Søren" -> "soren"). For matching only; what is shown keeps its accents."""
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in text if not unicodedata.combining(c)).translate(_LETTERS)
+
+
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
     """What every stage sees: the text, the filter applied inside every retriever, and how deep to retrieve.

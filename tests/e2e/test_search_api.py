@@ -402,6 +402,14 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any] | str | None, int, str]] = [
     ("POST", "/v1/events/content", {"op": "patch", "id": "r", "fields": {"id": "o"}}, 422, "events.0.fields.id"),
     ("GET", '/v1/search?q=a&filter={"range":{"rating":{"gte":1e400}}}', None, 422, "filter.range.rating.gte"),
     (
+        "GET",
+        '/v1/search?q=a&filter={"range":{"rating":{"gte":' + "9" * 400 + "}}}",
+        None,
+        422,
+        "filter.range.rating.gte",
+    ),
+    ("GET", '/v1/search?q=a&filter={"range":{"rating":{"gte":' + "9" * 5000 + "}}}", None, 422, "filter"),
+    (
         "POST",
         "/v1/search",
         '{"q": "a", "filter": {"range": {"rating": {"lt": -1e400}}}}',
@@ -462,6 +470,7 @@ INTERACTION_ERRORS: list[tuple[Any, list[str]]] = [
         ["interactions.1.type"],
     ),
     ({"user_id": "u", "item_id": "i", "type": "liked"}, ["type"]),
+    ({"interactions": [{"user_id": "u", "item_id": "i", "type": "liked"}]}, ["interactions.0.type"]),
     ({"user_id": "u\u0000", "item_id": "i", "type": "click"}, ["user_id"]),
     (["not", "an", "object"], ["body"]),
 ]

@@ -63,3 +63,29 @@ def test_types_given_as_strings_and_naive_times_are_normalised() -> None:
     i = Interaction("u", "i", "purchase", datetime(2024, 1, 1))  # type: ignore[arg-type]
     assert i.type is InteractionType.PURCHASE
     assert i.timestamp.tzinfo is UTC
+
+
+def test_new_interactions_are_checked_when_written_and_older_rows_stay_readable(tmp_path: Path) -> None:
+    import sqlite3
+
+    from services.core.errors import ValidationError
+    from services.recs.interactions import MAX_POSITION, SQLiteInteractionStore
+
+    store = SQLiteInteractionStore(tmp_path / "i.sqlite")
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    for bad, field in (
+        (Interaction("u", "i\x00", InteractionType.CLICK, at), "item_id"),
+        (Interaction("u", "i", InteractionType.CLICK, at, query_id="q\n"), "query_id"),
+        (Interaction("u", "i", InteractionType.CLICK, at, position=MAX_POSITION + 1), "position"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            store.record([bad])
+        assert refused.value.field == field
+    # a row written before these checks existed (as the store wrote it then) still reads
+    with sqlite3.connect(tmp_path / "i.sqlite") as conn:
+        conn.execute(
+            "INSERT INTO interactions (user_id, item_id, type, ts, position) VALUES (?, ?, ?, ?, ?)",
+            ("u", "old\nid", "click", at.timestamp(), MAX_POSITION + 7),
+        )
+    assert [(i.item_id, i.position) for i in store.history("u", limit=5)] == [("old\nid", MAX_POSITION + 7)]
+    store.close()

@@ -152,6 +152,13 @@ def test_hidden_is_one_filter_of_the_hide_rules_in_scope_for_suggest_similar_and
     assert hidden(None) == {"i1"}
 
 
+def test_a_rule_for_a_query_holds_for_it_with_or_without_accents(env: Env) -> None:
+    env.add(action="hide", items=["i1"], when={"query": "Les Misérables"})
+    env.add(name="c", action="hide", items=["i2"], when={"query": "creme", "match": "contains"})
+    assert "i1" not in env.ids("les miserables") and "i1" not in env.ids("LES MISÉRABLES")
+    assert "i2" not in env.ids("crème brûlée") and env.ids("other")[:2] == ["i1", "i2"]
+
+
 def test_boost_and_bury_move_scores_by_their_amount(env: Env) -> None:
     env.add(action="boost", items=["i6"], amount=2)
     env.add(action="bury", target={"term": {"brand": "Acme"}}, amount=0.5)

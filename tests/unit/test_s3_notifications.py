@@ -117,3 +117,7 @@ def test_removing_or_overwriting_an_object_deletes_only_what_no_other_object_hol
     assert deletes() == {"x", "b"}
     handler.handle({"Records": [record(bucket, "two.jsonl", name="ObjectRemoved:Delete")]})
     assert deletes() == {"x", "b", "a", "c"}
+    # an object naming an item it never brought (its line refused) does not take it down when removed
+    put("three.jsonl", [{"id": "d", "title": "D", "price": "free"}, {"id": "y", "title": "Y"}])
+    handler.handle({"Records": [record(bucket, "three.jsonl", name="ObjectRemoved:Delete")]})
+    assert deletes() == {"x", "b", "a", "c", "y"}

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.unit
         ("Les Misérables", "LES MISÉR", "les misérables"),
         ("Crème Brûlée Café", "creme brul", "crème brûlée café"),
         ("Die Straße", "die strasse", "die straße"),
+        ("Søren Kierkegaard", "soren k", "søren kierkegaard"),
     ],
 )
 def test_completion_from_a_title(title: str, typed: str, want: str | None) -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from indexer.admin_store import AdminStore, Job, JobConflictError
 from services.api.deps import AdminDep, EngineDep, SettingsDep
-from services.core.embedding import ModelNotFoundError, resolve_model
+from services.core.embedding import model_missing
 from services.core.errors import ValidationError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
@@ -131,10 +131,9 @@ def start_reindex(request: Request, body: Annotated[ReindexIn | None, Body()] = 
     """Build version N+1 and swap the alias to it; with `model`, re-embed everything with that model."""
     model = body.model if body else None
     if model is not None:
-        try:  # a model this image does not have is a 422 now, not a job that fails in the worker later
-            resolve_model(model)
-        except ModelNotFoundError as exc:
-            raise ValidationError("model", str(exc)) from None
+        missing = model_missing(model)  # a 422 now, not a job that fails in the worker later
+        if missing:
+            raise ValidationError("model", missing)
     try:
         job = request.app.state.reindexer.start(model)
     except JobConflictError as exc:

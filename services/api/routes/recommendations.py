@@ -21,7 +21,7 @@ from services.recs import (
     RecommendationRequest,
     RecommendationService,
 )
-from services.recs.interactions import MAX_POSITION
+from services.recs.interactions import MAX_POSITION, check_new
 
 router = APIRouter(prefix="/v1", tags=["recommendations"], responses=ERROR_RESPONSES)
 
@@ -44,14 +44,14 @@ class InteractionsIn(BaseModel):
     interactions: list[InteractionIn] = Field(min_length=1, max_length=1000)
 
 
-def interactions_of(body: Any) -> list[InteractionIn]:
-    """One interaction, or `{"interactions": [...]}`. Validated as the one shape the body has (by its key),
-    so an error names the field of that shape, `interactions.3.type` in a batch, not both shapes' errors."""
+def interactions_of(body: Any) -> tuple[list[InteractionIn], bool]:
+    """One interaction, or `{"interactions": [...]}` (then True). Validated as the one shape the body has (by
+    its key), so an error names the field of that shape, `interactions.3.type` in a batch, not both shapes'."""
     batch = isinstance(body, dict) and "interactions" in body
     try:
         if batch:
-            return InteractionsIn.model_validate(body).interactions
-        return [InteractionIn.model_validate(body)]
+            return InteractionsIn.model_validate(body).interactions, True
+        return [InteractionIn.model_validate(body)], False
     except PydanticValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_input=False)]
@@ -93,28 +93,19 @@ class RecommendationOut(BaseModel):
 def post_interactions(body: Annotated[Any, Body()], request: Request) -> dict[str, int]:
     """Impressions, clicks, add-to-cart, purchases, ratings: one, or up to 1,000 as `{"interactions": [...]}`,
     stored durably for training and analytics."""
-    rows = interactions_of(body)
+    rows, batch = interactions_of(body)
     now = datetime.now(UTC)
     store: InteractionStore = request.app.state.interactions
-    batch = []
+    interactions = []
     for n, r in enumerate(rows):
-        try:  # Interaction checks the type and the ids itself
-            batch.append(
-                Interaction(
-                    r.user_id,
-                    r.item_id,
-                    cast(InteractionType, r.type),
-                    r.timestamp or now,
-                    r.value,
-                    r.query_id,
-                    r.position,
-                )
-            )
+        try:  # Interaction checks the type and the ids itself; check_new what only new ones must meet
+            kind = cast(InteractionType, r.type)
+            interaction = Interaction(r.user_id, r.item_id, kind, r.timestamp or now, r.value, r.query_id, r.position)
+            check_new(interaction)
         except ValidationError as exc:
-            raise ValidationError(
-                f"interactions.{n}.{exc.field}" if len(rows) > 1 else exc.field, exc.message
-            ) from None
-    recorded = store.record(batch)
+            raise ValidationError(f"interactions.{n}.{exc.field}" if batch else exc.field, exc.message) from None
+        interactions.append(interaction)
+    recorded = store.record(interactions)
     return {"recorded": recorded}
 
 

@@ -69,6 +69,8 @@ def filter_from_json_text(text: str | None, schema: CatalogSchema) -> Filter | N
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError("filter", f"is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ValidationError("filter", f"is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValidationError("filter", "is nested too deeply") from None
     return parse_filter(data, schema)

@@ -58,14 +58,14 @@ class TextIndex:
         marker = folder / _ANALYSIS_FILE
         # an index written before the marker existed has tantivy's analyzers (no folding)
         self.folded = marker.exists() or not tantivy.Index.exists(str(folder))
+        if self.folded and not marker.exists():
+            marker.write_text(_ANALYSIS)  # before the index: a crash between the two must not leave it unmarked
         self.schema = _schema(self.folded)
         self._index = tantivy.Index(self.schema, path=str(folder), reuse=True)
         self._prefix_analyzer = _analyzer(stem=False) if self.folded else None
         if self.folded:
             self._index.register_tokenizer(STEMMED, _analyzer(stem=True))
             self._index.register_tokenizer(PREFIX, _analyzer(stem=False))
-            if not marker.exists():
-                marker.write_text(_ANALYSIS)
         self._searcher = self._index.searcher()
         # The store seq this searcher is known to be current for; None: reload before the next search.
         self._current_for: int | None = None
