@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.s3_source import parse_object, s3_client
+from indexer.service import item_event
 from services.core.domain import Item
 from services.core.errors import UnavailableError, ValidationError
 from services.core.settings import BlobSettings
@@ -67,7 +68,7 @@ def read_text(text: str, name: str) -> Iterator[SourceLine]:
         except ValueError as exc:
             yield SourceLine(f"{name}:{n}", None, f"not JSON: {exc}")
             continue
-        event = data if isinstance(data, dict) and "op" in data else {"op": "upsert", "item": data}
+        event = data if isinstance(data, dict) and "op" in data else item_event(data)
         yield SourceLine(f"{name}:{n}", event)
 
 

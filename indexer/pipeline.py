@@ -126,8 +126,10 @@ class IngestPipeline:
                     plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.INDEXED))
                     continue
                 if state is not None and ev.version <= state.version:
-                    # Older than what is applied, or a replay of it: nothing to do.
-                    plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.SUPERSEDED))
+                    # Older than what is applied, or a replay of it: nothing to do. Said, since a client
+                    # mixing its own small versions with the server's (microseconds) would otherwise wonder.
+                    why = f"version {ev.version} is not newer than the item's applied version {state.version}"
+                    plan.outcomes[item_id].append(Outcome(ev.event_id, EventState.SUPERSEDED, why))
                     continue
                 try:
                     state = self._apply(item_id, state, ev)
@@ -138,8 +140,9 @@ class IngestPipeline:
                 if ev.op in ("upsert", "delete"):
                     # A whole new state: what this batch applied before it is never written nor served (a
                     # patch keeps part of what it patches, so that one stays indexed), as if it came late.
+                    replaced = f"replaced in the same batch by version {ev.version} ({ev.op})"
                     plan.outcomes[item_id] = [
-                        Outcome(o.event_id, EventState.SUPERSEDED)
+                        Outcome(o.event_id, EventState.SUPERSEDED, replaced)
                         if o.state is EventState.INDEXED and o.event_id not in resyncs
                         else o
                         for o in plan.outcomes[item_id]

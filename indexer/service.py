@@ -79,5 +79,15 @@ def encode_items_as_events(lines: Sequence[str]) -> list[dict[str, Any]]:
     for line in lines:
         if line.strip():
             data = json.loads(line)
-            out.append(data if isinstance(data, dict) and "op" in data else {"op": "upsert", "item": data})
+            out.append(data if isinstance(data, dict) and "op" in data else item_event(data))
     return out
+
+
+def item_event(item: Any) -> dict[str, Any]:
+    """The upsert event of an item given bare: its own `version`, when it has one, orders it (else the
+    server assigns one), as the same item sent as an event with that version would be."""
+    event: dict[str, Any] = {"op": "upsert", "item": item}
+    version = item.get("version") if isinstance(item, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        event["version"] = version
+    return event

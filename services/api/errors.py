@@ -54,7 +54,14 @@ def _request_error(error: dict[str, Any]) -> ErrorDetail:
 
 async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _answer(422, [_request_error(e) for e in exc.errors()])
+    details = [_request_error(e) for e in exc.errors()]
+    sent = request.headers.get("content-type", "")
+    if "json" not in sent:
+        # FastAPI reads a body as JSON only when it says so: "not a valid dictionary" would not tell why
+        for d in details:
+            if d.field == "body" and d.type in ("dict_type", "model_attributes_type"):
+                d.message = f"send the body as JSON with content-type: application/json (it came as {sent or 'none'})"
+    return _answer(422, details)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -56,6 +56,9 @@ class RecommendationRequest:
         for name in ("seed_item_ids", "negative_item_ids", "exclude_item_ids"):
             if len(getattr(self, name)) > MAX_SEEDS:
                 raise ValidationError(name, f"at most {MAX_SEEDS} ids")
+        both = sorted(set(self.seed_item_ids) & set(self.negative_item_ids))
+        if both:  # more like it and less like it at once: a client's mistake, not something to guess at
+            raise ValidationError("negative_item_ids", f"{both[0]!r} is also a seed")
         if self.user_id is not None and not 1 <= len(self.user_id) <= 256:
             raise ValidationError("user_id", "must be 1 to 256 characters")
 

@@ -386,6 +386,13 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any] | str | None, int, str]] = [
     ("POST", "/v1/recommendations", {"seed_items": ["film-1"]}, 422, "seed_items"),
     (
         "POST",
+        "/v1/recommendations",
+        {"seed_item_ids": ["f1", "f2"], "negative_item_ids": ["f2"]},
+        422,
+        "negative_item_ids",
+    ),
+    (
+        "POST",
         "/v1/events/content",
         {"op": "upsert", "item": {"id": "r", "title": "t"}, "version": 10**30},
         422,
@@ -495,6 +502,14 @@ def test_an_s3_notification_the_storage_cannot_answer_is_a_503(live: Live) -> No
         assert "object storage" in response.json()["detail"][0]["message"]
     else:  # storage answered: the missing bucket is reported for that object
         assert response.json()["objects"][0]["rejected"] == ["cannot read s3://nope/a.jsonl: NoSuchBucket"]
+
+
+def test_a_body_not_sent_as_json_says_so(live: Live) -> None:
+    response = live.client.post("/v1/search", content=b'{"q": "alien"}', headers={"content-type": "text/plain"})
+    assert response.status_code == 422, response.text
+    (detail,) = response.json()["detail"]
+    assert detail["field"] == "body" and "content-type: application/json" in detail["message"]
+    assert "text/plain" in detail["message"]
 
 
 def test_openapi_documents_the_endpoints(live: Live) -> None:

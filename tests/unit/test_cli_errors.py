@@ -71,3 +71,14 @@ def test_ingest_reports_each_problem_at_its_line_in_line_order(tmp_path: Path, m
         ("items.jsonl:3", "item.price"),  # the field within the line, not within the chunk sent
         ("items.jsonl:4", None),
     ]
+
+
+def test_a_bulk_item_with_its_own_version_is_ordered_by_it() -> None:
+    from indexer.bulk import read_text
+
+    lines = list(read_text('{"id": "a", "version": 7}\n{"id": "b"}\n{"id": "c", "version": 0}\n', "items.jsonl"))
+    assert [line.event for line in lines] == [
+        {"op": "upsert", "item": {"id": "a", "version": 7}, "version": 7},
+        {"op": "upsert", "item": {"id": "b"}},  # no version: the server assigns one
+        {"op": "upsert", "item": {"id": "c", "version": 0}},  # what Item.to_json writes for "none yet"
+    ]

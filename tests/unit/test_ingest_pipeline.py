@@ -93,7 +93,9 @@ def test_an_older_version_after_a_newer_one_changes_nothing(h: Harness) -> None:
     (late,) = h.send(up("a", "First", 1))
     h.run()
     assert h.title("a") == "Second"
-    assert h.ledger.get(late).state is EventState.SUPERSEDED  # type: ignore[union-attr]
+    got = h.ledger.get(late)
+    assert got is not None and got.state is EventState.SUPERSEDED
+    assert got.error == "version 1 is not newer than the item's applied version 2"  # said, not silent
 
 
 def test_versions_in_one_batch_apply_in_order_whatever_the_arrival(h: Harness) -> None:
@@ -114,6 +116,7 @@ def test_versions_in_one_batch_apply_in_order_whatever_the_arrival(h: Harness) -
         patch: EventState.INDEXED,
         two: EventState.SUPERSEDED,
     }
+    assert h.ledger.get(two).error == "replaced in the same batch by version 3 (upsert)"  # type: ignore[union-attr]
 
 
 def test_a_replayed_event_changes_nothing_and_unchanged_content_is_not_re_embedded(h: Harness) -> None:
