@@ -2,13 +2,15 @@
 
     request -> ProfileBuilder -> ContextEncoder (+ UserVectorBuilder) -> sources -> CandidateMerger
             -> FeatureBuilder -> ranker (LambdaRank, or RRF while none is trained) -> NegativeDemoter
-            -> CatalogGuard -> RecommendationResult
+            -> CatalogGuard -> CatalogFill -> RecommendationResult
 
 A request's filter holds for every item returned: the vector source passes it into the engine's k-NN search,
 the other sources keep their best items that pass it, and the guard checks the final list.
 
 Cold start: when the interaction models know none of the profile's items, the answer is the nearest items by
-content (the vector source), then trending items; with no profile at all, trending items.
+content (the vector source), then trending items; with no profile at all, trending items. Any answer still
+short of k (before the first refresh there is no trending; deletions or a filter can leave the sources short)
+is filled with the catalog's most popular items (CatalogFill).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from services.core.engines.base import SearchEngine
 from services.core.errors import ValidationError
 from services.core.filters import And, Filter, Not, Or, Terms
 from services.recs.catalog import CatalogView
+from services.recs.fill import POPULAR, CatalogFill
 from services.recs.interactions import InteractionStore
 from services.recs.models import ArtefactStore, RecsArtefacts, empty_artefacts
 from services.recs.profile import ContextEncoder, EngineItemVectors, ItemVectors, ProfileBuilder, UserVectorBuilder
@@ -117,6 +120,7 @@ class RecommendationPipeline:
         self.ranker = ranker
         self.demoter = NegativeDemoter(artefacts, vectors, settings)
         self.guard = CatalogGuard(engine, alias)
+        self.fill = CatalogFill(engine if settings.fill_by else None, alias, settings.fill_by or "")
         self._engine = engine
         self._alias = alias
 
@@ -153,7 +157,9 @@ class RecommendationPipeline:
         else:
             ranked, mode = _cold_start(cs.candidates, cs.results)
             ranker_name = "fallback"
-        final = self.guard.run(ranked, request.k, catalog)
+        final = self.fill.run(self.guard.run(ranked, request.k, catalog), request.k, context)
+        if final and not context.known and all(POPULAR in r.candidate.sources for r in final):
+            mode = Mode.POPULAR
         return RecommendationResult(
             items=[Recommendation(r.candidate.item_id, r.score, dict(r.candidate.sources)) for r in final],
             mode=mode,

@@ -59,6 +59,9 @@ class RecsSettings(BaseModel):
     negative_weight: float = Field(default=1.0, ge=0)  # how strongly negative seeds count against their neighbours
     negative_demotion: float = Field(default=1.0, ge=0)  # final-score penalty per unit of similarity to a negative
     trending_days: float = Field(default=7.0, gt=0)
+    # An answer shorter than k (nothing learnt yet, or deletions and a filter left the sources short) is filled
+    # with the catalog's items by this number or date field, highest first; None leaves it short.
+    fill_by: str | None = "popularity"
     co_interaction: CoInteractionSettings = Field(default_factory=CoInteractionSettings)
     transitions: TransitionSettings = Field(default_factory=TransitionSettings)
     ease: EaseSettings = Field(default_factory=EaseSettings)

@@ -6,6 +6,7 @@ ranker can read each source's opinion of every candidate, whichever source propo
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -151,6 +152,21 @@ class TrendingSource:
         return top_items(self.name, self._artefacts, dense, context, k)
 
 
+# Above this many ids to leave out, the filter would be a huge terms clause: ask for more and drop them here.
+MAX_FILTER_IDS = 10_000
+
+
+def engine_filter(flt: Filter | None, excluded: Collection[str], k: int) -> tuple[Filter, int]:
+    """What an engine query of k items for recommendations asks: available items that pass the request's
+    filter and are not excluded, and how many to ask for (more when the exclusions stay out of the filter)."""
+    available: Filter = Term("available", True) if flt is None else And((Term("available", True), flt))
+    if not excluded:
+        return available, k
+    if len(excluded) <= MAX_FILTER_IDS:
+        return And((available, Not(Terms("id", tuple(sorted(excluded)))))), k
+    return available, min(k + len(excluded), 10_000)
+
+
 class VectorSource:
     """Nearest items to the user (or seed) vector, through the engine's vector search (engine-agnostic).
     Exclusions, availability and the request's filter go to the engine as one filter, applied inside the
@@ -158,24 +174,15 @@ class VectorSource:
 
     name = VECTOR
 
-    def __init__(self, engine: SearchEngine, alias: str, max_filter_ids: int = 10_000) -> None:
+    def __init__(self, engine: SearchEngine, alias: str) -> None:
         self._engine = engine
         self._alias = alias
-        self._max_filter_ids = max_filter_ids
 
     def run(self, context: RecContext, *, k: int) -> SourceResult:
         if context.user_vector is None:
             return SourceResult(self.name, (), ())
         excluded = context.profile.excluded
-        available: Filter = Term("available", True)
-        if context.filter is not None:
-            available = And((available, context.filter))
-        if not excluded:
-            flt, asked = available, k
-        elif len(excluded) <= self._max_filter_ids:
-            flt, asked = And((available, Not(Terms("id", tuple(sorted(excluded)))))), k
-        else:  # too many ids for one filter: ask for more and drop them here
-            flt, asked = available, min(k + len(excluded), 10_000)
+        flt, asked = engine_filter(context.filter, excluded, k)
         ids: list[str] = []
         scores: list[float] = []
         for hit in self._engine.vector_search(self._alias, context.user_vector, k=asked, filter=flt):

@@ -32,6 +32,7 @@ class Mode(StrEnum):
     SEEDS = "seeds"
     CONTENT = "content"  # nothing known to the interaction models: nearest items by content
     TRENDING = "trending"  # nothing to go on at all
+    POPULAR = "popular"  # nothing to go on, and no interactions learnt yet: the catalog's most popular items
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import numpy as np
@@ -306,6 +307,39 @@ class EngineContract:
         assert engine.keyword_search(alias, "matrix", k=10, filter=none) == []
         has_brand = parse_filter({"exists": "brand"})
         assert len(engine.vector_search(alias, vec(3), k=10, filter=has_brand)) == 10
+
+    def test_top_by_field_orders_by_value_under_the_filter(self, engine: SearchEngine, alias: str) -> None:
+        popularity = [5.0, 80.0, None, 12.5, 80.5, 0.0, None, 33.0, 7.0, 64.0]
+        docs = [
+            doc(i, available=i != 9, published_at=f"2024-01-{10 + i:02d}T00:00:00Z", popularity=p)
+            for i, p in enumerate(popularity)
+        ]
+        self.write(engine, alias, docs)
+        engine.delete(alias, ["item-4"])  # the most popular one, deleted: never listed
+        engine.refresh(alias)
+        top = engine.top_by_field(alias, "popularity", k=4)
+        assert [(h.id, h.score) for h in top] == [
+            ("item-1", 80.0),
+            ("item-9", 64.0),
+            ("item-7", 33.0),
+            ("item-3", 12.5),
+        ]
+        assert top[0].item.title == "Catalog entry 1"
+        available = parse_filter({"term": {"available": True}})
+        ids = [h.id for h in engine.top_by_field(alias, "popularity", k=4, filter=available)]
+        assert ids == ["item-1", "item-7", "item-3", "item-8"]
+        # every item that passes, items without a value after the others
+        everything = engine.top_by_field(alias, "popularity", k=100)
+        assert [h.id for h in everything[:7]] == ["item-1", "item-9", "item-7", "item-3", "item-8", "item-0", "item-5"]
+        assert sorted(h.id for h in everything[7:]) == ["item-2", "item-6"]
+        assert [h.score for h in everything[7:]] == [0.0, 0.0]
+        newest = engine.top_by_field(alias, "published_at", k=2)
+        assert [h.id for h in newest] == ["item-9", "item-8"]
+        assert newest[1].score == pytest.approx(datetime(2024, 1, 18, tzinfo=UTC).timestamp())
+        for field in ("brand", "title", "no_such_field"):
+            with pytest.raises(ValidationError) as err:
+                engine.top_by_field(alias, field, k=3)
+            assert err.value.field == "field"
 
     def test_unicode_empty_and_64kb_inputs(self, engine: SearchEngine, alias: str) -> None:
         big = "lorem ipsum dolor " * (64 * 1024 // 18)

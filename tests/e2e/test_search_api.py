@@ -523,6 +523,20 @@ def test_openapi_documents_the_endpoints(live: Live) -> None:
     assert "user_id" in shapes["anyOf"][1]["properties"] and "$ref" not in json.dumps(shapes)
 
 
+def test_recommendations_before_any_refresh_are_the_catalogs_most_popular(live: Live) -> None:
+    # Nothing has been learnt from interactions here (no refresh ran): trending knows nothing yet.
+    response = live.client.post("/v1/recommendations", json={"user_id": "first-visitor", "k": 8})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mode"] == "popular" and len(body["items"]) == 8
+    assert [set(i["sources"]) for i in body["items"]] == [{"popular"}] * 8
+    offered = sorted((i.popularity or 0.0 for i in live.items.values() if i.available), reverse=True)
+    assert [i["item"]["popularity"] for i in body["items"]] == offered[:8]  # ids could tie
+    comedy = {"term": {"categories": "Comedy"}}
+    body = live.client.post("/v1/recommendations", json={"k": 3, "filter": comedy}).json()
+    assert len(body["items"]) == 3 and all("Comedy" in i["item"]["categories"] for i in body["items"])
+
+
 # ---- deletion (last: it changes the catalog) --------------------------------------------------------------
 
 
@@ -546,6 +560,9 @@ def test_a_deleted_item_never_appears_in_any_endpoint(live: Live) -> None:
         assert VICTIM.lower() not in [c["text"] for c in got["completions"]], q
     for n in neighbours:
         assert victim not in ids(live.ok(f"/v1/items/{n}/similar", size=50))
+    for body in ({"user_id": "first-visitor", "k": 500}, {"seed_item_ids": neighbours[:2], "k": 500}):
+        recommended = live.client.post("/v1/recommendations", json=body).json()["items"]
+        assert recommended and victim not in [i["id"] for i in recommended], body
     gone = live.get(f"/v1/items/{victim}/similar")
     assert gone.status_code == 404 and gone.json()["detail"][0]["field"] == "id"
 

@@ -79,7 +79,10 @@ class RecommendedItem(BaseModel):
 
 class RecommendationOut(BaseModel):
     query_id: uuid.UUID
-    mode: str
+    mode: str = Field(
+        description="how the answer was made: `user` (history), `seeds`, `content` (nothing the interaction models "
+        "know: nearest items by content), `trending`, or `popular` (nothing learnt yet: the catalog's most popular)"
+    )
     ranker: str
     candidates: int
     items: list[RecommendedItem]
@@ -112,7 +115,8 @@ def post_interactions(body: Annotated[Any, Body()], request: Request) -> dict[st
 @router.post("/recommendations", response_model=RecommendationOut)
 def recommend(body: RecommendationIn, request: Request) -> RecommendationOut:
     """For a user (from their recent interactions) or for seed items (with optional negatives); items the user
-    already interacted with are excluded; with no history, content similarity, then trending. `filter` takes the
+    already interacted with are excluded; with no history, content similarity, then trending; an answer still
+    short of `k` is filled with the catalog's most popular items. `filter` takes the
     neutral filter of /v1/search (422 naming the field when it is not valid) and holds for every item returned."""
     service: RecommendationService = request.app.state.recommendations
     settings = request.app.state.settings

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from services.core.domain import DEFAULT_FIELD_BOOSTS, TEXT_FIELDS, Item
+from services.core.domain import DEFAULT_FIELD_BOOSTS, TEXT_FIELDS, FieldKind, Item
 from services.core.errors import ValidationError
 from services.core.filters import Filter
 
@@ -145,6 +145,9 @@ class SearchEngine(Protocol):
     `progress(done, total)` is called along the way and may return False to stop the copy.
     `get_vectors` reads only the stored vectors (ids not found are left out): ranking features compare
     candidates with one another without parsing their items.
+    `top_by_field` lists items by a number or date field, highest first, then items without a value (no text,
+    no vector: what a cold start shows before any interaction is known); `Hit.score` is the value (a date's
+    as epoch seconds), 0.0 for an item without one. Ties keep an order that is stable between calls.
     `keyword_search(terms=...)` adds weighted words to the text (query expansion): each word is searched over
     the same fields and boosts and its score counts `weight` times, the text's own words once; a document
     that matches only an added word is found too (an expanded query is a disjunction).
@@ -192,6 +195,9 @@ class SearchEngine(Protocol):
     ) -> list[Hit]: ...
     def prefix_suggest(
         self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]: ...
+    def top_by_field(
+        self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
     ) -> list[Hit]: ...
 
     def close(self) -> None: ...
@@ -273,6 +279,15 @@ def resolve_boosts(boosts: Mapping[str, float] | None) -> dict[str, float]:
         if not weight > 0:
             raise ValidationError(f"boosts.{name}", "must be > 0")
     return chosen
+
+
+def check_sort_field(fields: Mapping[str, FieldKind], name: str) -> FieldKind:
+    """The kind of a field `top_by_field` can order by: a number or a date of the catalog's filter fields."""
+    kind = fields.get(name)
+    if kind is not FieldKind.NUMBER and kind is not FieldKind.DATE:
+        sortable = sorted(f for f, k in fields.items() if k in (FieldKind.NUMBER, FieldKind.DATE))
+        raise ValidationError("field", f"cannot order by {name!r}; number and date fields: {', '.join(sortable)}")
+    return kind
 
 
 def check_k(k: int) -> int:

@@ -47,6 +47,11 @@ class PinnedEngine:
     ) -> list[Hit]:
         return self._engine.prefix_suggest(alias, text, k=k, filter=filter, version=self._v(alias, version))
 
+    def top_by_field(
+        self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
+        return self._engine.top_by_field(alias, field, k=k, filter=filter, version=self._v(alias, version))
+
     def get(
         self, alias: str, ids: Sequence[str], *, with_vectors: bool = False, version: int | None = None
     ) -> list[StoredDocument]:

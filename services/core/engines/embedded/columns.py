@@ -74,6 +74,10 @@ class FilterColumns:
             else:
                 self._numbers[field][row] = values[0]
 
+    def numbers(self, field: str) -> npt.NDArray[np.float64]:
+        """The column of a number, date or boolean field, by row (NaN where a row has no value)."""
+        return self._numbers[field]
+
     def remove(self, row: int) -> None:
         if row < self._capacity:
             self.live[row] = False

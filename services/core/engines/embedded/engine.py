@@ -31,6 +31,7 @@ from services.core.engines.base import (
     check_alias,
     check_document,
     check_k,
+    check_sort_field,
     normalise,
     query_words,
     resolve_boosts,
@@ -291,6 +292,14 @@ class EmbeddedEngine:
             index.text.suggest_query(completed, prefix), k, index.text_mask(filter), index.is_live, index.applied_seq
         )
         return self._hits(index, found)
+
+    def top_by_field(
+        self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
+        check_k(k)
+        check_sort_field(self._fields, field)
+        index = self._version(alias, version)
+        return self._hits(index, index.top_by(field, k, filter))
 
     def _hits(self, index: VersionIndex, found: list[tuple[int, float]]) -> list[Hit]:
         # The sources are read now (one query, and the revision the search saw), but each is parsed and

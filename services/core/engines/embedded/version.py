@@ -158,6 +158,21 @@ class VersionIndex:
                 self._mask_cache[flt] = (allowed, every)
             return allowed, every
 
+    def top_by(self, field: str, k: int, flt: Filter | None) -> list[tuple[int, float]]:
+        """The k allowed rows with the highest values of a number or date column, then rows without a value;
+        ties in row order (write order). The score is the value, 0.0 for a row without one."""
+        with self._lock:  # the mask and the column from the same state
+            rows = np.flatnonzero(self.mask(flt))
+            values = self.columns.numbers(field)[rows]
+        key = np.where(np.isnan(values), -np.inf, values)
+        if k < rows.size:
+            # Only the rows at or above the k-th value are sorted: the rest of a 100k catalog never is.
+            threshold = -np.partition(-key, k - 1)[k - 1]
+            keep = np.flatnonzero(key >= threshold)
+            rows, values, key = rows[keep], values[keep], key[keep]
+        order = np.lexsort((rows, -key))[:k]  # by value, highest first; ties by row
+        return [(int(rows[i]), 0.0 if np.isnan(values[i]) else float(values[i])) for i in order]
+
     def is_live(self, row: int) -> bool:
         return row < self.columns.size and bool(self.columns.live[row])
 

@@ -13,7 +13,7 @@ import numpy as np
 from opensearchpy import helpers
 from opensearchpy.exceptions import NotFoundError
 
-from services.core.domain import Item
+from services.core.domain import FieldKind, Item
 from services.core.engines.base import (
     BulkResult,
     Document,
@@ -25,6 +25,7 @@ from services.core.engines.base import (
     check_alias,
     check_document,
     check_k,
+    check_sort_field,
     normalise,
     query_words,
     resolve_boosts,
@@ -45,6 +46,16 @@ _VECTOR_FIELDS = ["vector", "vector_bytes"]  # left out of every read that does 
 
 def _item(source: dict[str, Any]) -> Item:
     return Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
+
+
+def _has_value(source: dict[str, Any], field: str) -> bool:
+    """Whether a source holds a value at a dotted path ("attributes.year")."""
+    node: Any = source
+    for part in field.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False
+        node = node[part]
+    return bool(node != [])
 
 
 def _unpack(packed: str) -> Vector:
@@ -500,6 +511,26 @@ class OpenSearchEngine:
             "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}},
         }
         return self._hits(self._search(self._name(alias, version), body))
+
+    def top_by_field(
+        self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
+    ) -> list[Hit]:
+        check_k(k)
+        kind = check_sort_field(self._schema.filter_fields(), field)
+        body = {
+            "size": k,
+            "query": {"bool": {"filter": filter_clause(filter)}},
+            "sort": [{field: {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
+            "track_total_hits": False,
+        }
+        scale = 1000.0 if kind is FieldKind.DATE else 1.0  # a date sorts by epoch milliseconds
+        hits = []
+        for h in self._search(self._name(alias, version), body):
+            # A missing value sorts as the type's lowest (a long's minimum for dates): read presence from the source.
+            value = h["sort"][0] if _has_value(h["_source"], field) else None
+            score = float(value) / scale if isinstance(value, int | float) else 0.0
+            hits.append(Hit(h["_id"], score, load=partial(_item, h["_source"])))
+        return hits
 
     def close(self) -> None:
         self._client.close()
