@@ -160,11 +160,17 @@ class RecommendationPipeline:
         final = self.fill.run(self.guard.run(ranked, request.k, catalog), request.k, context)
         if final and not context.known and all(POPULAR in r.candidate.sources for r in final):
             mode = Mode.POPULAR
+        asked = tuple(dict.fromkeys((*request.seed_item_ids, *request.negative_item_ids)))
+        unknown: tuple[str, ...] = ()
+        if catalog is not None and asked:  # read through the request's view: often read by the sources already
+            held = catalog.items(asked)
+            unknown = tuple(i for i in asked if i not in held)
         return RecommendationResult(
             items=[Recommendation(r.candidate.item_id, r.score, dict(r.candidate.sources)) for r in final],
             mode=mode,
             ranker=ranker_name,
             candidates=len(cs.candidates),
+            unknown_item_ids=unknown,
         )
 
 

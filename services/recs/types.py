@@ -150,6 +150,9 @@ class RecommendationResult:
     mode: Mode
     ranker: str  # which ranker ordered the candidates
     candidates: int  # how many candidates the sources produced
+    # Seed and negative ids the catalog does not hold (never ingested, or deleted): a client's typo shows here
+    # instead of a silent fallback. The interaction models may still know a deleted item and use it.
+    unknown_item_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

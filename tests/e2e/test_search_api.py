@@ -535,6 +535,9 @@ def test_recommendations_before_any_refresh_are_the_catalogs_most_popular(live: 
     comedy = {"term": {"categories": "Comedy"}}
     body = live.client.post("/v1/recommendations", json={"k": 3, "filter": comedy}).json()
     assert len(body["items"]) == 3 and all("Comedy" in i["item"]["categories"] for i in body["items"])
+    assert body["unknown_item_ids"] == []
+    typo = live.client.post("/v1/recommendations", json={"seed_item_ids": ["film-no-such"], "k": 3}).json()
+    assert typo["unknown_item_ids"] == ["film-no-such"] and len(typo["items"]) == 3
 
 
 # ---- deletion (last: it changes the catalog) --------------------------------------------------------------

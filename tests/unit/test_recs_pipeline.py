@@ -328,3 +328,10 @@ def test_a_ranker_trained_on_other_features_is_not_used(
     assert pipeline.ranker.name == "rrf"
     result = pipeline.run(RecommendationRequest(user_id="alice", k=3, at=NOW))
     assert result.items and not {"a1", "a2"} & set(ids(result))
+
+
+def test_seeds_and_negatives_the_catalog_lacks_are_named(pipeline: RecommendationPipeline) -> None:
+    request = RecommendationRequest(seed_item_ids=("a1", "a-typo", "a1"), negative_item_ids=("b9",), k=3, at=NOW)
+    result = pipeline.run(request)
+    assert result.unknown_item_ids == ("a-typo", "b9") and result.mode is Mode.SEEDS and len(result.items) == 3
+    assert pipeline.run(RecommendationRequest(user_id="alice", k=3, at=NOW)).unknown_item_ids == ()

@@ -86,6 +86,11 @@ class RecommendationOut(BaseModel):
     ranker: str
     candidates: int
     items: list[RecommendedItem]
+    unknown_item_ids: list[str] = Field(
+        default_factory=list,
+        description="seed and negative ids the catalog does not hold (never ingested, or deleted); the interaction "
+        "models may still know a deleted item",
+    )
 
 
 @router.post(
@@ -140,5 +145,10 @@ def recommend(body: RecommendationIn, request: Request) -> RecommendationOut:
             RecommendedItem(id=rec.item_id, score=rec.score, rank=rank, sources=sources, item=items.get(rec.item_id))
         )
     return RecommendationOut(
-        query_id=uuid.uuid4(), mode=result.mode.value, ranker=result.ranker, candidates=result.candidates, items=out
+        query_id=uuid.uuid4(),
+        mode=result.mode.value,
+        ranker=result.ranker,
+        candidates=result.candidates,
+        items=out,
+        unknown_item_ids=list(result.unknown_item_ids),
     )
