@@ -353,12 +353,12 @@ def in_process_measures(
     raw work for the same request."""
     from services.core.engines.base import suggest_parts
     from services.core.engines.pinned import PinnedEngine
+    from services.core.filters import excluding_ids
     from services.ranking.service import build_ranking_service
     from services.rules.service import build_rules
     from services.search.fusion import build_fuser
     from services.search.retrievers import candidates_from_hits
     from services.search.service import build_search_services
-    from services.search.similar import excluding
     from services.search.suggest import normalise_typed, only_visible
     from services.search.types import KEYWORD, VECTOR, Candidate, SearchQuery, normalise_text
 
@@ -424,7 +424,7 @@ def in_process_measures(
     def raw_similar(item_id: str) -> int:
         (stored,) = engine.get(alias, [item_id], with_vectors=True, version=version)
         assert stored.vector is not None
-        engine.vector_search(alias, stored.vector, k=10, filter=excluding([item_id], None), version=version)
+        engine.vector_search(alias, stored.vector, k=10, filter=excluding_ids(None, [item_id]), version=version)
         return 200
 
     measures = {

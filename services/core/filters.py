@@ -9,10 +9,10 @@ JSON form (what the API accepts):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, overload, runtime_checkable
 
 from services.core.domain import CatalogSchema, FieldKind, Item
 from services.core.errors import FilterError
@@ -64,6 +64,51 @@ class Not:
 
 
 Filter = Term | Terms | Range | Exists | And | Or | Not
+
+
+# ---- combining filters (what stages add to a caller's filter) -------------------------------------------
+
+
+def all_of(*parts: Filter | None) -> Filter | None:
+    """The given filters ANDed: one alone is itself, none is None."""
+    given = tuple(p for p in parts if p is not None)
+    if not given:
+        return None
+    return given[0] if len(given) == 1 else And(given)
+
+
+@overload
+def excluding(flt: Filter, removed: Filter | None) -> Filter: ...
+@overload
+def excluding(flt: Filter | None, removed: Filter | None) -> Filter | None: ...
+def excluding(flt: Filter | None, removed: Filter | None) -> Filter | None:
+    """`flt` and nothing `removed` admits (either may be None)."""
+    if removed is None:
+        return flt
+    return Not(removed) if flt is None else And((flt, Not(removed)))
+
+
+@overload
+def excluding_ids(flt: Filter, ids: Collection[str]) -> Filter: ...
+@overload
+def excluding_ids(flt: Filter | None, ids: Collection[str]) -> Filter | None: ...
+def excluding_ids(flt: Filter | None, ids: Collection[str]) -> Filter | None:
+    """`flt` and none of `ids`, as one terms clause: applied inside a query, exclusion never costs a result."""
+    return excluding(flt, Terms("id", tuple(ids))) if ids else flt
+
+
+@runtime_checkable
+class HiddenItems(Protocol):
+    """What the business rules take out of every answer (hide rules), for the endpoints that are not a search:
+    suggest, similar items and recommendations put it in their engine queries, so an answer still fills up.
+    `text` is the query (None where there is none: only rules without a query apply then)."""
+
+    def hidden(self, text: str | None, filter: Filter | None) -> Filter | None: ...
+
+
+def without_hidden(flt: Filter | None, hidden: HiddenItems | None, text: str | None) -> Filter | None:
+    """`flt` and nothing the active hide rules take out (the filter unchanged when no rule hides anything)."""
+    return flt if hidden is None else excluding(flt, hidden.hidden(text, flt))
 
 
 def parse_filter(data: Any, schema: CatalogSchema | None = None, path: str = "filter") -> Filter:

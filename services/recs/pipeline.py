@@ -25,7 +25,7 @@ import numpy as np
 
 from services.core.engines.base import SearchEngine
 from services.core.errors import ValidationError
-from services.core.filters import And, Filter, Not, Or, Terms
+from services.core.filters import Filter, HiddenItems, Or, Terms, excluding
 from services.recs.catalog import CatalogView
 from services.recs.fill import POPULAR, CatalogFill
 from services.recs.interactions import InteractionStore
@@ -64,7 +64,6 @@ from services.recs.types import (
     RecommendationResult,
     SourceResult,
 )
-from services.search.protocols import HiddenItems
 
 log = logging.getLogger(__name__)
 # How long a published version that failed to load is left before it is fetched again.
@@ -184,11 +183,12 @@ def without_hidden_items(request: RecommendationRequest, hidden: Filter | None) 
     rest = [p for p in parts if not (isinstance(p, Terms) and p.field == "id")]
     if len(request.exclude_item_ids) + len(ids) > MAX_SEEDS:  # more than a request may exclude: as a filter
         ids, rest = [], list(parts)
-    flt = request.filter
-    if rest:
-        hide: Filter = rest[0] if len(rest) == 1 else Or(tuple(rest))
-        flt = Not(hide) if flt is None else And((flt, Not(hide)))
-    return replace(request, exclude_item_ids=(*request.exclude_item_ids, *map(str, ids)), filter=flt)
+    hide = None if not rest else rest[0] if len(rest) == 1 else Or(tuple(rest))
+    return replace(
+        request,
+        exclude_item_ids=(*request.exclude_item_ids, *map(str, ids)),
+        filter=excluding(request.filter, hide),
+    )
 
 
 def _cold_start(candidates: list[Candidate], results: Sequence[SourceResult]) -> tuple[list[RankedCandidate], Mode]:

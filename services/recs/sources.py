@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from services.core.engines.base import SearchEngine
-from services.core.filters import And, Filter, Not, Term, Terms
+from services.core.filters import And, Filter, Term, excluding_ids
 from services.recs.models import RecsArtefacts
 from services.recs.settings import RecsSettings
 from services.recs.types import FloatArray, RecContext, SourceResult
@@ -159,12 +159,10 @@ MAX_FILTER_IDS = 10_000
 def engine_filter(flt: Filter | None, excluded: Collection[str], k: int) -> tuple[Filter, int]:
     """What an engine query of k items for recommendations asks: available items that pass the request's
     filter and are not excluded, and how many to ask for (more when the exclusions stay out of the filter)."""
-    available: Filter = Term("available", True) if flt is None else And((Term("available", True), flt))
-    if not excluded:
-        return available, k
-    if len(excluded) <= MAX_FILTER_IDS:
-        return And((available, Not(Terms("id", tuple(sorted(excluded)))))), k
-    return available, min(k + len(excluded), 10_000)
+    available = And((Term("available", True), flt)) if flt is not None else Term("available", True)
+    if len(excluded) > MAX_FILTER_IDS:
+        return available, min(k + len(excluded), 10_000)
+    return excluding_ids(available, sorted(excluded)), k
 
 
 class VectorSource:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from services.core.filters import And, Filter, Not
 from services.search.types import (
     Candidate,
     CandidateSet,
@@ -69,20 +68,3 @@ class Reranker(Protocol):
     def name(self) -> str: ...
 
     def run(self, query: SearchQuery, candidates: Sequence[ScoredCandidate]) -> list[RankedCandidate]: ...
-
-
-@runtime_checkable
-class HiddenItems(Protocol):
-    """What the business rules take out of every answer (hide rules), for the endpoints that are not a search:
-    suggest, similar items and recommendations put it in their engine queries, so an answer still fills up.
-    `text` is the query (None where there is none: only rules without a query apply then)."""
-
-    def hidden(self, text: str | None, filter: Filter | None) -> Filter | None: ...
-
-
-def without_hidden(flt: Filter | None, hidden: HiddenItems | None, text: str | None) -> Filter | None:
-    """`flt` and nothing the active hide rules take out (the filter unchanged when no rule hides anything)."""
-    out = hidden.hidden(text, flt) if hidden is not None else None
-    if out is None:
-        return flt
-    return Not(out) if flt is None else And((flt, Not(out)))

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from services.core.embedding import Embedder
 from services.core.engines.base import SearchEngine
+from services.core.filters import HiddenItems
 from services.core.settings import CoreSettings
 from services.search.cache import CachingEmbedder
 from services.search.facets import FacetCounter
 from services.search.feedback import FeedbackGenerator
 from services.search.fusion import build_fuser
 from services.search.pipeline import SearchPipeline
-from services.search.protocols import CandidateSource, HiddenItems, Reranker, Retriever, Scorer
+from services.search.protocols import CandidateSource, Reranker, Retriever, Scorer
 from services.search.reranking import NoopReranker
 from services.search.retrievers import CandidateGenerator, KeywordRetriever, VectorRetriever
 from services.search.scoring import PassthroughScorer

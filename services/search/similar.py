@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from services.core.domain import Item
 from services.core.engines.base import SearchEngine
 from services.core.errors import NotFoundError
-from services.core.filters import And, Filter, Not, Term
-from services.search.protocols import HiddenItems, without_hidden
+from services.core.filters import Filter, HiddenItems, excluding_ids, without_hidden
 from services.search.types import new_query_id
 
 
@@ -27,14 +26,6 @@ class SimilarResult:
     query_id: str = field(default_factory=new_query_id)
 
 
-def excluding(ids: list[str], flt: Filter | None) -> Filter:
-    """`flt` and none of `ids`: applied in the k-NN search itself, so exclusion never costs a result."""
-    out: list[Filter] = [Not(Term("id", i)) for i in ids]
-    if flt is not None:
-        out.append(flt)
-    return out[0] if len(out) == 1 else And(tuple(out))
-
-
 class SimilarItems:
     def __init__(self, engine: SearchEngine, alias: str, hidden: HiddenItems | None = None) -> None:
         self._engine = engine
@@ -51,7 +42,8 @@ class SimilarItems:
         stored = self._engine.get(self._alias, [item_id], with_vectors=True)
         if not stored or stored[0].vector is None:
             raise NotFoundError("item", item_id)
-        allowed = excluding([item_id], without_hidden(filter, self._hidden, None))  # and what hide rules hide
+        # the item itself and what hide rules hide, left out inside the k-NN search: never a result short
+        allowed = excluding_ids(without_hidden(filter, self._hidden, None), [item_id])
         hits = self._engine.vector_search(self._alias, stored[0].vector, k=size, filter=allowed)
         items = [
             SimilarItem(h.id, h.item, h.score, rank)

@@ -32,10 +32,9 @@ from services.core.domain import Item
 from services.core.embedding import Embedder
 from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance, suggest_parts
 from services.core.errors import ValidationError
-from services.core.filters import And, Filter, Term
+from services.core.filters import And, Filter, HiddenItems, Term, without_hidden
 from services.search.cache import CachingEmbedder
 from services.search.fusion import RRFFuser, fused_order_key
-from services.search.protocols import HiddenItems, without_hidden
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
 from services.search.types import Candidate, LegReport, fold, new_query_id
@@ -198,8 +197,7 @@ def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
 
 def only_visible(flt: Filter | None) -> Filter:
     """The caller's filter and `available = true`: unavailable items are never suggested."""
-    available = Term("available", True)
-    return available if flt is None else And((available, flt))
+    return Term("available", True) if flt is None else And((Term("available", True), flt))
 
 
 class Suggester:
