@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from indexer.events import MAX_EVENTS_PER_REQUEST
@@ -44,11 +44,11 @@ class EventStatus(BaseModel):
     op: str
     version: int
     source: str
-    state: str
-    attempts: int
-    error: str | None
-    accepted_at: float
-    updated_at: float
+    state: str = Field(description="queued, processing, indexed, superseded (changed nothing: a newer version won) or dead")
+    attempts: int = Field(description="failed attempts so far: 0 for an event applied at the first try")
+    error: str | None = Field(description="why the last attempt failed, or why the event was superseded")
+    accepted_at: float = Field(description="epoch seconds")
+    updated_at: float = Field(description="epoch seconds")
 
 
 def _status(ev: LedgerEvent) -> EventStatus:
