@@ -44,7 +44,7 @@ class EventStatus(BaseModel):
     op: str
     version: int
     source: str
-    state: str = Field(description="queued, processing, indexed, superseded (changed nothing: a newer version won) or dead")
+    state: str = Field(description="queued, processing, indexed, superseded (changed nothing) or dead")
     attempts: int = Field(description="failed attempts so far: 0 for an event applied at the first try")
     error: str | None = Field(description="why the last attempt failed, or why the event was superseded")
     accepted_at: float = Field(description="epoch seconds")
