@@ -35,8 +35,11 @@ def movie_db_path() -> str:
     return str(movie_path)
 
 
+MAX_CAST = 100
+
+
 def load_films(limit: int = 20_000) -> list[Item]:
-    """The `limit` most reviewed films: title; a body of credits and the critics' consensus; genres as
+    """The `limit` most reviewed films: title; a body of credits, the critics' consensus and the cast; genres as
     categories; the (first) director as brand; languages as tags; review count as popularity; Tomatometer / 10
     (or the IMDb rating) as rating; the release date; the year as an attribute."""
     with sqlite3.connect(f"file:{movie_db_path()}?mode=ro", uri=True) as conn:
@@ -60,13 +63,16 @@ def load_films(limit: int = 20_000) -> list[Item]:
         imdb_votes,
     ) in rows:
         directors = _split(director)
+        # The catalog lists a film's cast alphabetically, so its first names are seldom the leads: the whole
+        # cast goes last, where keyword search still finds every name ("keanu reeves" → The Matrix) and the
+        # embedded text, cut at embed_max_chars, keeps the consensus and credits instead of bit parts.
         parts = (
             f"A {year} film" if year else "",
             f"Directed by {', '.join(directors)}" if directors else "",
-            f"Written by {writer}" if writer and writer != "N/A" else "",
-            f"Starring {', '.join(_split(cast)[:8])}" if cast else "",
-            f"Made in {country}" if country and country != "N/A" else "",
             consensus if consensus and consensus != "N/A" else "",
+            f"Written by {writer}" if writer and writer != "N/A" else "",
+            f"Made in {country}" if country and country != "N/A" else "",
+            f"Cast: {', '.join(_split(cast)[:MAX_CAST])}" if cast else "",
         )
         rating = (
             meter / 10 if isinstance(meter, int | float) else imdb_rating if isinstance(imdb_rating, float) else None

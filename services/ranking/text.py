@@ -1,4 +1,4 @@
-"""Text analysis for ranking features: words, lower-cased, English stop words dropped, Snowball-stemmed, and
+"""Text analysis for ranking features: words, case and accents folded, English stop words dropped, Snowball-stemmed, and
 each term numbered in a process-wide vocabulary so that features are numpy operations over term ids.
 
 Analysing a candidate's title and body is the costly part of feature computation, and the same items come
@@ -19,6 +19,8 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import snowballstemmer
+
+from services.search.types import fold
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -115,12 +117,12 @@ class Analyser:
             return term
 
     def term_ids(self, text: str) -> Ids:
-        """The term ids of a text's stemmed, stop-word-free words, in order."""
+        """The term ids of a text's stemmed, stop-word-free words, in order, accents folded as the engines fold
+        them ("Amélie" is "amelie"). A text of stop words alone keeps them: the film "Her", the query "it"."""
         ids = self._ids
+        words = _WORD.findall(fold(text))
         out: list[int] = []
-        for word in _WORD.findall(text.lower()):
-            if word in STOP_WORDS:
-                continue
+        for word in [w for w in words if w not in STOP_WORDS] or words:
             term = ids.get(word)
             out.append(term if term is not None else self._term_id(word))
         return np.array(out, dtype=np.int64)

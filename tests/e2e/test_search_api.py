@@ -141,6 +141,11 @@ def test_search_ranks_the_exact_title_first_and_carries_a_query_id(live: Live) -
     assert live.id_of("Interstellar") in ids(semantic)[:5]
 
 
+def test_an_actor_far_down_the_alphabetical_cast_list_finds_the_film(live: Live) -> None:
+    # the catalog lists casts alphabetically: Leonardo DiCaprio is Titanic's 30th name
+    assert live.id_of("Titanic") in ids(live.ok("/v1/search", q="leonardo dicaprio", mode="keyword"))
+
+
 def test_explain_shows_every_stage(live: Live) -> None:
     got = live.ok("/v1/search", q="batman", explain="true", size=5)
     legs = {leg["name"]: leg["hits"] for leg in got["explain"]["legs"]}

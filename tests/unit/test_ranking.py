@@ -185,6 +185,14 @@ def test_analyser_stems_drops_stop_words_and_remembers() -> None:
     assert an.analyse("The wings of flutter") is not a
 
 
+def test_analyser_folds_accents_and_keeps_a_text_of_stop_words_alone() -> None:
+    an = Analyser()
+    assert an.analyse("Amélie").unique.tolist() == an.analyse("amelie").unique.tolist()
+    her = an.analyse("Her")  # a film's whole title: matched by the query "her", not empty
+    assert her.length == 1 and her.unique.tolist() == an.analyse("her").unique.tolist()
+    assert an.analyse("Her story").length == 1  # beside a topic word, a stop word still goes
+
+
 def test_an_analysed_text_counts_its_terms_and_adjacent_pairs() -> None:
     a = Analyser().analyse_once("Flutter of the wing, flutter wings; flutter")
     terms = a.terms.tolist()
