@@ -3,15 +3,20 @@ concurrently and merges their lists. Both speak the engine contract; no engine q
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+
+from rapidfuzz.distance import OSA
 
 from services.core.embedding import Embedder
 from services.core.engines.base import Hit, SearchEngine, Vector
 from services.core.errors import ValidationError
 from services.search.protocols import Retriever
-from services.search.types import KEYWORD, VECTOR, Candidate, CandidateSet, LegReport, SearchQuery
+from services.search.types import KEYWORD, VECTOR, Candidate, CandidateSet, LegReport, SearchQuery, fold
+
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def candidates_from_hits(name: str, hits: Sequence[Hit]) -> list[Candidate]:
@@ -26,8 +31,28 @@ def candidates_from_hits(name: str, hits: Sequence[Hit]) -> list[Candidate]:
     return out
 
 
+def typos(words: Sequence[str], title: str) -> int:
+    """Edits between the typed words and the title words nearest each (accents and case aside)."""
+    title_words = _WORD.findall(fold(title)) or [""]
+    return sum(min(OSA.distance(w, t) for t in title_words) for w in words)
+
+
+def closest_titles(hits: Sequence[Hit], text: str) -> list[Hit]:
+    """Typo-tolerant title hits, fewest edits first, in the engine's order otherwise: an engine may score
+    every fuzzy match alike ("avaatr" is one transposition from Avatar and two edits from The Aviator)."""
+    words = _WORD.findall(fold(text))
+    edits = [typos(words, h.item.title) for h in hits]
+    order = sorted(range(len(hits)), key=lambda i: (edits[i], i))
+    return [hits[i] for i in order]
+
+
 class KeywordRetriever:
-    """BM25 over the text fields, with per-field boosts (None: the engine's defaults)."""
+    """BM25 over the text fields, with per-field boosts (None: the engine's defaults).
+
+    `typo_fallback`: when no word of the query is in the index ("godfahter", "avaatr"), a typo is likelier than
+    a topic nobody wrote about, and BM25 has nothing to rank; the titles that hold every word within the
+    engines' edit distance (suggest's typo-tolerant match, popularity prior included) stand in. A query with
+    any hit never pays for it."""
 
     def __init__(
         self,
@@ -36,11 +61,13 @@ class KeywordRetriever:
         *,
         boosts: Mapping[str, float] | None = None,
         name: str = KEYWORD,
+        typo_fallback: bool = False,
     ) -> None:
         self._engine = engine
         self._alias = alias
         self._boosts = dict(boosts) if boosts else None
         self._name = name
+        self._typo_fallback = typo_fallback
 
     @property
     def name(self) -> str:
@@ -55,6 +82,10 @@ class KeywordRetriever:
             filter=query.filter,
             terms=dict(query.expansion) if query.expansion else None,
         )
+        if not hits and self._typo_fallback and not query.expansion:
+            # every word completed (the trailing space): each one typo tolerant, none taken as a prefix
+            hits = self._engine.prefix_suggest(self._alias, query.text + " ", k=query.depth, filter=query.filter)
+            hits = closest_titles(hits, query.text)
         return candidates_from_hits(self._name, hits)
 
 

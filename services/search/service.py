@@ -57,7 +57,7 @@ def build_search_services(
     alias = core.index_alias
     executor = ThreadPoolExecutor(max_workers=search.workers, thread_name_prefix="search-leg")
     cached = CachingEmbedder(embedder, search.query_vector_cache) if embedder is not None else None
-    keyword = KeywordRetriever(engine, alias, boosts=search.boosts)
+    keyword = KeywordRetriever(engine, alias, boosts=search.boosts, typo_fallback=search.typo_fallback)
     vector = VectorRetriever(engine, alias, cached) if cached is not None else None
     retrievers: list[Retriever] = [keyword] if vector is None else [keyword, vector]
     fuser = build_fuser(search.fusion, weights=search.weights, rrf_k=search.rrf_k)

@@ -59,6 +59,9 @@ class SearchSettings(BaseModel):
     # BM25 field boosts; None: the engine's defaults (services.core.domain.DEFAULT_FIELD_BOOSTS).
     boosts: dict[str, float] | None = None
     facet_size: int = Field(10, ge=1, le=1000)
+    # When the keyword leg finds nothing, the titles that match every word up to a typo or two stand in for it
+    # ("godfahter" finds The Godfather). Queries with any keyword hit are unchanged.
+    typo_fallback: bool = True
     # Query vectors remembered (LRU), shared by search and suggest.
     query_vector_cache: int = Field(4096, ge=0)
     # Threads that run the retrievers of queries side by side (shared by every request of the process).

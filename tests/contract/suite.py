@@ -341,6 +341,24 @@ class EngineContract:
                 engine.top_by_field(alias, field, k=3)
             assert err.value.field == "field"
 
+    def test_prefix_suggest_lets_popularity_decide_between_close_matches(
+        self, engine: SearchEngine, alias: str
+    ) -> None:
+        films = [
+            ("Star Kid", 2.0),
+            ("Star Wars: Episode IV - A New Hope", 335.0),
+            ("Stardust", 40.0),
+            ("Starman", None),
+            ("The Daytrippers", 26.0),
+            ("The Dark Knight", 341.0),
+        ]
+        self.write(engine, alias, [doc(i, t, popularity=p) for i, (t, p) in enumerate(films)])
+        assert engine.prefix_suggest(alias, "star", k=3)[0].id == "item-1"  # not the shorter "Star Kid"
+        assert engine.prefix_suggest(alias, "the da", k=2)[0].id == "item-5"
+        # the typed text still decides: a title that matches every word beats a popular one that does not
+        assert [h.id for h in engine.prefix_suggest(alias, "star ki", k=3)] == ["item-0"]
+        assert engine.prefix_suggest(alias, "stardu", k=3)[0].id == "item-2"
+
     def test_unicode_empty_and_64kb_inputs(self, engine: SearchEngine, alias: str) -> None:
         big = "lorem ipsum dolor " * (64 * 1024 // 18)
         docs = [

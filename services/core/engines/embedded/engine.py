@@ -21,6 +21,7 @@ import numpy as np
 
 from services.core.domain import Item
 from services.core.engines.base import (
+    PRIOR_WINDOW,
     BulkResult,
     Document,
     Hit,
@@ -289,9 +290,13 @@ class EmbeddedEngine:
             return []
         index = self._version(alias, version)
         found = index.text.search(
-            index.text.suggest_query(completed, prefix), k, index.text_mask(filter), index.is_live, index.applied_seq
+            index.text.suggest_query(completed, prefix),
+            max(k, PRIOR_WINDOW),
+            index.text_mask(filter),
+            index.is_live,
+            index.applied_seq,
         )
-        return self._hits(index, found)
+        return self._hits(index, index.with_popularity_prior(found, k))
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from services.core.domain import FieldKind, Item
-from services.core.engines.base import Vector
+from services.core.engines.base import SUGGEST_POPULARITY_WEIGHT, Vector
 from services.core.engines.embedded.columns import FilterColumns, Mask
 from services.core.engines.embedded.items import ParsedItems
 from services.core.engines.embedded.store import DocStore, Revision
@@ -157,6 +157,23 @@ class VersionIndex:
                     self._mask_cache.clear()
                 self._mask_cache[flt] = (allowed, every)
             return allowed, every
+
+    def with_popularity_prior(self, found: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        """The best k of (row, text score) by text score x `popularity_prior` (base.py), read from the
+        popularity column: no document is read for the rows that do not make it."""
+        if not found:
+            return found
+        rows = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
+        with self._lock:
+            column = self.columns.numbers("popularity")
+            if rows.max() >= column.shape[0]:  # a row written since the search, past the columns: no prior now
+                return found[:k]
+            popularity = column[rows]
+        scores = np.fromiter((score for _, score in found), dtype=np.float64, count=len(found))
+        prior = 1.0 + SUGGEST_POPULARITY_WEIGHT * np.log1p(np.maximum(np.nan_to_num(popularity), 0.0))
+        final = scores * prior
+        order = np.lexsort((np.arange(len(found)), -final))[:k]  # ties keep the text order
+        return [(int(rows[i]), float(final[i])) for i in order]
 
     def top_by(self, field: str, k: int, flt: Filter | None) -> list[tuple[int, float]]:
         """The k allowed rows with the highest values of a number or date column, then rows without a value;

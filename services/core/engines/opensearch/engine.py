@@ -15,6 +15,7 @@ from opensearchpy.exceptions import NotFoundError
 
 from services.core.domain import FieldKind, Item
 from services.core.engines.base import (
+    SUGGEST_POPULARITY_WEIGHT,
     BulkResult,
     Document,
     Hit,
@@ -46,6 +47,16 @@ _VECTOR_FIELDS = ["vector", "vector_bytes"]  # left out of every read that does 
 
 def _item(source: dict[str, Any]) -> Item:
     return Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
+
+
+# The popularity prior of `popularity_prior` (base.py), as the cluster computes it for every match.
+_PRIOR = {
+    "script": {
+        "source": "_score * (1 + params.w * Math.log1p(doc['popularity'].size() == 0 ? 0 : "
+        "Math.max(doc['popularity'].value, 0)))",
+        "params": {"w": SUGGEST_POPULARITY_WEIGHT},
+    }
+}
 
 
 def _has_value(source: dict[str, Any], field: str) -> bool:
@@ -506,9 +517,10 @@ class OpenSearchEngine:
         else:
             match = {"match": {"title.sayt": {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
         exact = {"match": {"title.sayt": {"query": words, "operator": "or"}}}  # exact words rank above corrected
+        matched = {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}}
         body = {
             "size": k,
-            "query": {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}},
+            "query": {"function_score": {"query": matched, "script_score": _PRIOR, "boost_mode": "replace"}},
         }
         return self._hits(self._search(self._name(alias, version), body))
 
