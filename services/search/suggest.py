@@ -46,7 +46,8 @@ MAX_SUGGEST_SIZE = 50
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 Leg = Callable[[], list[Hit]]
-_CLAUSE_BREAK = re.compile(r"[:;,.!?()\[\]{}|/–—]| - ")
+# What ends a clause of a title. Not the full stop: in titles it marks abbreviations ("Alien vs. Predator").
+_CLAUSE_BREAK = re.compile(r"[:;,!?()\[\]{}|/–—]| - ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +99,14 @@ def _word_matches(token: str, word: str, is_prefix: bool, allowed: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class TitleWords:
-    """A title's words, lower-cased (what a completion shows), the same folded (what typed words are compared
-    with), and for each the last word of its clause (a colon, comma, bracket or dash ends a clause)."""
+    """A title's words, lower-cased, the same folded (what typed words are compared with), for each the last
+    word of its clause (a colon, comma, bracket or dash ends a clause), and where each word is in the title (a
+    completion shows the title's own text between two words: "philosopher's", "spider-man")."""
 
     words: tuple[str, ...]
     keys: tuple[str, ...]
     clause_end: tuple[int, ...]
+    spans: tuple[tuple[int, int], ...]
 
 
 @lru_cache(maxsize=8192)
@@ -115,7 +118,7 @@ def title_words(title: str) -> TitleWords:
         between = title[found[i].end() : found[i + 1].start()]
         ends[i] = i if _CLAUSE_BREAK.search(between) else ends[i + 1]
     words = tuple(m.group().lower() for m in found)
-    return TitleWords(words, tuple(fold(w) for w in words), tuple(ends))
+    return TitleWords(words, tuple(fold(w) for w in words), tuple(ends), tuple(m.span() for m in found))
 
 
 @lru_cache(maxsize=8192)
@@ -169,7 +172,8 @@ def completion_in(title: str, words: tuple[TypedWord, ...], max_words: int = 10)
     if span is None:
         return None
     anchor, stop = span
-    return " ".join(tw.words[anchor : min(tw.clause_end[stop] + 1, anchor + max_words)])
+    last = min(tw.clause_end[stop], anchor + max_words - 1)
+    return " ".join(title[tw.spans[anchor][0] : tw.spans[last][1]].lower().split())
 
 
 def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:

@@ -37,12 +37,15 @@ pytestmark = pytest.mark.unit
         ("The Shawshank Redemption", "shawshenk red", "shawshank redemption"),  # typo in a completed word
         ("The Godfather: Part II", "godfater ", "godfather"),  # a clause ends at the colon
         ("The Lord of the Rings: The Two Towers", "lord of", "lord of the rings"),
-        ("The Lord of the Rings: The Two Towers", "rings the tw", "rings the two towers"),
+        ("The Lord of the Rings: The Two Towers", "rings the tw", "rings: the two towers"),  # across a clause
         ("The Lord of the Rings", "the ring", "the rings"),  # a consecutive match beats an earlier gapped one
         ("The Dark Knight Rises", "knight dark", None),  # words out of order complete nothing
-        ("Amélie ☕ 東京物語", "amél", "amélie 東京物語"),
+        ("Amélie ☕ 東京物語", "amél", "amélie ☕ 東京物語"),
         ("שלום עולם", "שלו", "שלום עולם"),
-        ("Spider-Man 2", "spider m", "spider man 2"),
+        ("Spider-Man 2", "spider m", "spider-man 2"),  # the title's own text between its words
+        ("Harry Potter and the Philosopher's Stone", "harry pot", "harry potter and the philosopher's stone"),
+        ("Alien vs. Predator", "alien", "alien vs. predator"),  # a full stop ends no clause
+        ("Alien  \t Resurrection", "alien r", "alien resurrection"),
         ("Inception", "matrix", None),
         # accents and case folded for the match, kept in what is shown
         ("Les Misérables", "miserab", "misérables"),
