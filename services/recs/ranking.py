@@ -215,7 +215,10 @@ class FusionRanker:
 
 
 class NegativeDemoter:
-    """Seeds mode: candidates that resemble a negative item (by content or by co-interaction) move down."""
+    """Candidates that resemble a negative item (by content or by co-interaction) more than the candidates
+    commonly do move down, the more alike the further. Every film is somewhat like every other (cosines of
+    0.3-0.6 are common): a penalty on the raw similarity reordered the whole list for one negative, where only
+    the items like it should move."""
 
     def __init__(self, artefacts: RecsArtefacts, vectors: ItemVectors | None, settings: RecsSettings) -> None:
         self._artefacts = artefacts
@@ -242,8 +245,13 @@ class NegativeDemoter:
             block = self._artefacts.co_interaction[context.negative_rows][:, rows[rows >= 0]]
             co = np.asarray(block.max(axis=0).todense()).reshape(-1)
             sim[rows >= 0] = np.maximum(sim[rows >= 0], co)
+        # How much more alike than the median candidate, squared: a near-duplicate of the negative (a sequel)
+        # drops far, one a little more alike than most moves a place or none.
+        sim = np.clip(sim, 0.0, 1.0)
+        common = float(np.median(sim))
+        excess = np.clip((sim - common) / max(1.0 - common, 1e-6), 0.0, 1.0) ** 2
         position = 1.0 - np.arange(n) / n  # the ranker's order as a score in (0, 1]
-        final = position - self._penalty * np.clip(sim, 0.0, 1.0)
+        final = position - self._penalty * excess
         order = np.argsort(-final, kind="stable")
         return [RankedCandidate(ranked[k].candidate, float(final[k])) for k in order]
 

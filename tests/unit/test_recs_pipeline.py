@@ -335,3 +335,29 @@ def test_seeds_and_negatives_the_catalog_lacks_are_named(pipeline: Recommendatio
     result = pipeline.run(request)
     assert result.unknown_item_ids == ("a-typo", "b9") and result.mode is Mode.SEEDS and len(result.items) == 3
     assert pipeline.run(RecommendationRequest(user_id="alice", k=3, at=NOW)).unknown_item_ids == ()
+
+
+def test_a_negative_moves_down_what_is_like_it_and_leaves_the_rest_in_order(artefacts: RecsArtefacts) -> None:
+    from services.recs.profile import Profile
+    from services.recs.ranking import NegativeDemoter
+    from services.recs.types import Candidate, RankedCandidate, RecContext
+
+    # cosine of each candidate with the negative: every one somewhat alike (as films are), c4 nearly the same
+    sims = [0.6, 0.3, 0.5, 0.35, 0.95, 0.55, 0.3, 0.5, 0.4, 0.45]
+    basis = np.eye(len(sims) + 1, dtype=np.float32)
+    vectors = {f"c{i}": s * basis[0] + np.sqrt(1 - s * s) * basis[i + 1] for i, s in enumerate(sims)}
+    vectors["neg"] = basis[0]
+
+    class Vectors:
+        def get(self, ids: object) -> dict[str, np.ndarray]:
+            return {i: vectors[i] for i in ids if i in vectors}  # type: ignore[attr-defined]
+
+    profile = Profile(Mode.SEEDS, None, ("s",), (1.0,), ("s",), ("neg",), frozenset(), NOW.timestamp(), 1)
+    empty = np.zeros(0, dtype=np.int64)
+    context = RecContext(
+        profile, empty, np.zeros(0, np.float32), empty, np.zeros(0, np.float32), empty,
+        np.zeros(len(artefacts.items), dtype=bool), None, None,
+    )  # fmt: skip
+    ranked = [RankedCandidate(Candidate(f"c{i}", -1), 1.0 - i / 10) for i in range(len(sims))]
+    got = [r.candidate.item_id for r in NegativeDemoter(artefacts, Vectors(), SETTINGS).run(ranked, context)]
+    assert got == ["c0", "c1", "c2", "c3", "c5", "c6", "c7", "c8", "c9", "c4"]
