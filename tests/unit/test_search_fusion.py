@@ -93,3 +93,18 @@ def test_build_fuser_by_name() -> None:
     assert build_fuser("minmax", weights={"vector": 0.8}).name == "minmax(vector=0.8)"
     assert build_fuser("zscore").name.startswith("zscore")
     assert build_fuser("rrf").run([]) == []
+
+
+def test_typo_fallback_hits_come_fewest_edits_first() -> None:
+    from services.core.engines.base import Hit
+    from services.search.retrievers import closest_titles
+
+    titles = ["The Aviator", "Avatar", "Avatar: The Way of Water", "Aviatrix"]
+    hits = [Hit(f"i{n}", 1.0, Item(id=f"i{n}", title=t)) for n, t in enumerate(titles)]
+    # "avaatr": one transposition from "avatar", two edits or more from the others; ties keep the engine's order
+    assert [h.item.title for h in closest_titles(hits, "Avaatr")] == [
+        "Avatar",
+        "Avatar: The Way of Water",
+        "The Aviator",
+        "Aviatrix",
+    ]
