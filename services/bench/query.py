@@ -385,17 +385,28 @@ def in_process_measures(
         services.suggester.run(text)
         return 200
 
+    weight = suggest.prefix_popularity_weight
+
     def raw_prefix(text: str) -> int:
-        engine.prefix_suggest(alias, normalise_typed(text), k=depth, filter=visible, version=version)
+        typed = normalise_typed(text)
+        engine.prefix_suggest(alias, typed, k=depth, filter=visible, version=version, popularity_weight=weight)
+        return 200
+
+    def raw_prefix_text(text: str) -> int:
+        """The same query without the popularity prior: what the prior costs, side by side."""
+        typed = normalise_typed(text)
+        engine.prefix_suggest(alias, typed, k=depth, filter=visible, version=version, popularity_weight=0)
         return 200
 
     def raw_suggest_legs(text: str) -> int:
         """Every leg the suggester may run, one after the other, uncached: prefix, fuzzy, embed + k-NN."""
         typed = normalise_typed(text)
         _, prefix = suggest_parts(typed, settings.max_query_terms)
-        engine.prefix_suggest(alias, typed, k=depth, filter=visible, version=version)
+        engine.prefix_suggest(alias, typed, k=depth, filter=visible, version=version, popularity_weight=weight)
         if prefix is not None and len(prefix) >= suggest.fuzzy_min_chars:
-            engine.prefix_suggest(alias, typed + " ", k=depth, filter=visible, version=version)
+            engine.prefix_suggest(
+                alias, typed + " ", k=depth, filter=visible, version=version, popularity_weight=weight
+            )
         if len(typed.strip()) >= suggest.vector_min_chars:
             (vec,) = embedder.embed([typed.strip()])
             engine.vector_search(alias, vec, k=depth, filter=visible, version=version)
@@ -431,6 +442,7 @@ def in_process_measures(
         "suggest": [
             Measure("service", "service in-process", service_suggest),
             Measure("raw", "raw prefix_suggest", raw_prefix),
+            Measure("raw_text", "raw prefix_suggest, no popularity prior", raw_prefix_text),
             Measure("raw_legs", "raw, all suggest legs in turn", raw_suggest_legs),
         ],
         "search": [
@@ -693,7 +705,7 @@ def targets(
 
 # ---- output ----------------------------------------------------------------------------------------------
 
-ROW_ORDER = ("http", "service", "raw", "raw_legs")
+ROW_ORDER = ("http", "service", "raw", "raw_text", "raw_legs")
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -842,8 +854,9 @@ def write_markdown(reports: Sequence[dict[str, Any]]) -> None:
         "`GET /v1/items/{id}/similar` against `python -m services.cli serve`; **service in-process** "
         "`Suggester.run`, `SearchPipeline.run`, `SimilarItems.run` built by `build_search_services` as the API "
         "builds them (with its scoring and re-ranking stages), called in the benchmark's process; "
-        "**raw prefix_suggest** `engine.prefix_suggest` with the "
-        "suggester's depth and its `available = true` filter; **raw, all suggest legs in turn** prefix, fuzzy "
+        "**raw prefix_suggest** `engine.prefix_suggest` with the suggester's depth, its `available = true` "
+        "filter and its popularity prior; **raw prefix_suggest, no popularity prior** the same with "
+        "`popularity_weight=0` (what the prior costs); **raw, all suggest legs in turn** prefix, fuzzy "
         "(last word of ≥ 4 characters), then embed + `vector_search` (≥ 3 characters), uncached, one after the "
         "other; **raw hybrid retrieval** `keyword_search` + `embed` + `vector_search` (depth 200 each) + the RRF "
         "fuser of `services/search/fusion.py`; **raw get + vector_search** the item's stored vector, then k-NN "

@@ -45,6 +45,9 @@ class SuggestSettings(BaseModel):
     fuzzy_fallback: bool = True
     # Popularity prior: final = fused / best fused + weight * log1p(popularity) / log1p(max popularity).
     popularity_weight: float = Field(0.15, ge=0)
+    # The engines' prior inside the prefix query: text score x (1 + weight * ln(1 + popularity)), so that the
+    # popular title among close matches makes the leg's cut ("star": Star Wars, not only Star Kid); 0: text alone.
+    prefix_popularity_weight: float = Field(0.2, ge=0)
     max_completion_words: int = Field(10, ge=1)
 
     _check = field_validator("weights")(_non_negative)

@@ -231,14 +231,15 @@ class Suggester:
         """The legs to run side by side, the fuzzy leg when it waits for the prefix leg's count (else it is
         among the first), and reports of the legs left out (the vector leg, when no vector is held yet)."""
         s = self._settings
+        w = s.prefix_popularity_weight
         legs: list[tuple[str, Leg]] = [
-            (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt)),
+            (PREFIX, lambda: self._engine.prefix_suggest(self._alias, typed, k=k, filter=flt, popularity_weight=w)),
         ]
         fuzzy: Leg | None = None
         if prefix is not None and len(prefix) >= s.fuzzy_min_chars:
 
             def fuzzy_leg() -> list[Hit]:
-                return self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt)
+                return self._engine.prefix_suggest(self._alias, typed + " ", k=k, filter=flt, popularity_weight=w)
 
             fuzzy = fuzzy_leg
             if not s.fuzzy_fallback:

@@ -354,6 +354,7 @@ class EngineContract:
         ]
         self.write(engine, alias, [doc(i, t, popularity=p) for i, (t, p) in enumerate(films)])
         assert engine.prefix_suggest(alias, "star", k=3)[0].id == "item-1"  # not the shorter "Star Kid"
+        assert engine.prefix_suggest(alias, "star", k=3, popularity_weight=0)[0].id == "item-0"  # the text alone
         assert engine.prefix_suggest(alias, "the da", k=2)[0].id == "item-5"
         # the typed text still decides: a title that matches every word beats a popular one that does not
         assert [h.id for h in engine.prefix_suggest(alias, "star ki", k=3)] == ["item-0"]

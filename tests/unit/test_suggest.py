@@ -86,7 +86,9 @@ class FakeEngine:
         self._prefix, self._fuzzy, self._vector = prefix, fuzzy, vector
         self.calls: list[tuple[str, str, Filter | None]] = []
 
-    def prefix_suggest(self, alias: str, text: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+    def prefix_suggest(
+        self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
+    ) -> list[Hit]:
         self.calls.append(("prefix", text, filter))
         found = self._fuzzy if text.endswith(" ") else self._prefix
         return [Hit(it.id, 10.0 - n, it) for n, it in enumerate(found[:k])]

@@ -132,6 +132,17 @@ class IndexVersion:
     cloned_from: int | None = None
 
 
+# Suggest's popularity prior: text score x (1 + weight * ln(1 + popularity)). Multiplied, so that it means the
+# same on engines whose text scores differ in scale; logarithmic, so that a catalog of view counts in the
+# millions still lets the typed text decide between a popular title and a matching one.
+SUGGEST_POPULARITY_WEIGHT = 0.2
+PRIOR_WINDOW = 100
+
+
+def popularity_prior(popularity: float | None, weight: float = SUGGEST_POPULARITY_WEIGHT) -> float:
+    return 1.0 + weight * math.log1p(max(popularity or 0.0, 0.0))
+
+
 @runtime_checkable
 class SearchEngine(Protocol):
     """The contract both engines fulfil; `tests/contract/` checks it against each.
@@ -146,9 +157,9 @@ class SearchEngine(Protocol):
     `get_vectors` reads only the stored vectors (ids not found are left out): ranking features compare
     candidates with one another without parsing their items.
     `prefix_suggest` ranks the titles that match the typed words (the last one a prefix, completed ones typo
-    tolerant) by their text score times `popularity_prior(popularity)`: among "Star Kid" and "Star Wars" for
-    "star", the one people want. OpenSearch applies the prior to every match; the embedded engine to the best
-    `PRIOR_WINDOW` matches by text (a short prefix matches thousands of titles).
+    tolerant) by their text score times `popularity_prior(popularity, popularity_weight)` (0: the text alone):
+    among "Star Kid" and "Star Wars" for "star", the one people want. OpenSearch applies the prior to every
+    match; the embedded engine to the best `PRIOR_WINDOW` matches by text (a short prefix matches thousands).
     `top_by_field` lists items by a number or date field, highest first, then items without a value (no text,
     no vector: what a cold start shows before any interaction is known); `Hit.score` is the value (a date's
     as epoch seconds), 0.0 for an item without one. Ties keep an order that is stable between calls.
@@ -198,7 +209,14 @@ class SearchEngine(Protocol):
         self, alias: str, vector: Vector, *, k: int, filter: Filter | None = None, version: int | None = None
     ) -> list[Hit]: ...
     def prefix_suggest(
-        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        filter: Filter | None = None,
+        version: int | None = None,
+        popularity_weight: float = SUGGEST_POPULARITY_WEIGHT,
     ) -> list[Hit]: ...
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
@@ -283,17 +301,6 @@ def resolve_boosts(boosts: Mapping[str, float] | None) -> dict[str, float]:
         if not weight > 0:
             raise ValidationError(f"boosts.{name}", "must be > 0")
     return chosen
-
-
-# Suggest's popularity prior: text score x (1 + weight * ln(1 + popularity)). Multiplied, so that it means the
-# same on engines whose text scores differ in scale; logarithmic, so that a catalog of view counts in the
-# millions still lets the typed text decide between a popular title and a matching one.
-SUGGEST_POPULARITY_WEIGHT = 0.2
-PRIOR_WINDOW = 100
-
-
-def popularity_prior(popularity: float | None) -> float:
-    return 1.0 + SUGGEST_POPULARITY_WEIGHT * math.log1p(max(popularity or 0.0, 0.0))
 
 
 def check_sort_field(fields: Mapping[str, FieldKind], name: str) -> FieldKind:

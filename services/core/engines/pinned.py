@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.core.engines.base import Hit, SearchEngine, StoredDocument, Vector
+from services.core.engines.base import SUGGEST_POPULARITY_WEIGHT, Hit, SearchEngine, StoredDocument, Vector
 from services.core.filters import Filter
 
 
@@ -43,9 +43,18 @@ class PinnedEngine:
         return self._engine.vector_search(alias, vector, k=k, filter=filter, version=self._v(alias, version))
 
     def prefix_suggest(
-        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        filter: Filter | None = None,
+        version: int | None = None,
+        popularity_weight: float = SUGGEST_POPULARITY_WEIGHT,
     ) -> list[Hit]:
-        return self._engine.prefix_suggest(alias, text, k=k, filter=filter, version=self._v(alias, version))
+        return self._engine.prefix_suggest(
+            alias, text, k=k, filter=filter, version=self._v(alias, version), popularity_weight=popularity_weight
+        )
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None

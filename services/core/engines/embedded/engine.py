@@ -22,6 +22,7 @@ import numpy as np
 from services.core.domain import Item
 from services.core.engines.base import (
     PRIOR_WINDOW,
+    SUGGEST_POPULARITY_WEIGHT,
     BulkResult,
     Document,
     Hit,
@@ -282,7 +283,14 @@ class EmbeddedEngine:
         return self._hits(index, index.vectors.search(normalise(query), k, index.mask(filter)))
 
     def prefix_suggest(
-        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        filter: Filter | None = None,
+        version: int | None = None,
+        popularity_weight: float = SUGGEST_POPULARITY_WEIGHT,
     ) -> list[Hit]:
         check_k(k)
         completed, prefix = suggest_parts(text, self._max_terms)
@@ -291,12 +299,12 @@ class EmbeddedEngine:
         index = self._version(alias, version)
         found = index.text.search(
             index.text.suggest_query(completed, prefix),
-            max(k, PRIOR_WINDOW),
+            max(k, PRIOR_WINDOW) if popularity_weight > 0 else k,
             index.text_mask(filter),
             index.is_live,
             index.applied_seq,
         )
-        return self._hits(index, index.with_popularity_prior(found, k))
+        return self._hits(index, index.with_popularity_prior(found, k, popularity_weight))
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None

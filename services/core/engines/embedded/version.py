@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from services.core.domain import FieldKind, Item
-from services.core.engines.base import SUGGEST_POPULARITY_WEIGHT, Vector
+from services.core.engines.base import Vector
 from services.core.engines.embedded.columns import FilterColumns, Mask
 from services.core.engines.embedded.items import ParsedItems
 from services.core.engines.embedded.store import DocStore, Revision
@@ -158,11 +158,11 @@ class VersionIndex:
                 self._mask_cache[flt] = (allowed, every)
             return allowed, every
 
-    def with_popularity_prior(self, found: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    def with_popularity_prior(self, found: list[tuple[int, float]], k: int, weight: float) -> list[tuple[int, float]]:
         """The best k of (row, text score) by text score x `popularity_prior` (base.py), read from the
         popularity column: no document is read for the rows that do not make it."""
-        if not found:
-            return found
+        if not found or weight <= 0:
+            return found[:k]
         rows = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
         with self._lock:
             column = self.columns.numbers("popularity")
@@ -170,7 +170,7 @@ class VersionIndex:
                 return found[:k]
             popularity = column[rows]
         scores = np.fromiter((score for _, score in found), dtype=np.float64, count=len(found))
-        prior = 1.0 + SUGGEST_POPULARITY_WEIGHT * np.log1p(np.maximum(np.nan_to_num(popularity), 0.0))
+        prior = 1.0 + weight * np.log1p(np.maximum(np.nan_to_num(popularity), 0.0))
         final = scores * prior
         order = np.lexsort((np.arange(len(found)), -final))[:k]  # ties keep the text order
         return [(int(rows[i]), float(final[i])) for i in order]

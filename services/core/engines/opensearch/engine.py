@@ -50,13 +50,9 @@ def _item(source: dict[str, Any]) -> Item:
 
 
 # The popularity prior of `popularity_prior` (base.py), as the cluster computes it for every match.
-_PRIOR = {
-    "script": {
-        "source": "_score * (1 + params.w * Math.log1p(doc['popularity'].size() == 0 ? 0 : "
-        "Math.max(doc['popularity'].value, 0)))",
-        "params": {"w": SUGGEST_POPULARITY_WEIGHT},
-    }
-}
+_PRIOR_SCRIPT = (
+    "_score * (1 + params.w * Math.log1p(doc['popularity'].size() == 0 ? 0 : Math.max(doc['popularity'].value, 0)))"
+)
 
 
 def _has_value(source: dict[str, Any], field: str) -> bool:
@@ -496,7 +492,14 @@ class OpenSearchEngine:
         return self._hits(hits, score=lambda s: 2.0 * float(s) - 1.0)
 
     def prefix_suggest(
-        self, alias: str, text: str, *, k: int, filter: Filter | None = None, version: int | None = None
+        self,
+        alias: str,
+        text: str,
+        *,
+        k: int,
+        filter: Filter | None = None,
+        version: int | None = None,
+        popularity_weight: float = SUGGEST_POPULARITY_WEIGHT,
     ) -> list[Hit]:
         check_k(k)
         completed, prefix = suggest_parts(text, self._max_terms)
@@ -518,10 +521,9 @@ class OpenSearchEngine:
             match = {"match": {"title.sayt": {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
         exact = {"match": {"title.sayt": {"query": words, "operator": "or"}}}  # exact words rank above corrected
         matched = {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}}
-        body = {
-            "size": k,
-            "query": {"function_score": {"query": matched, "script_score": _PRIOR, "boost_mode": "replace"}},
-        }
+        script = {"source": _PRIOR_SCRIPT, "params": {"w": popularity_weight}}
+        prior = {"function_score": {"query": matched, "script_score": {"script": script}, "boost_mode": "replace"}}
+        body = {"size": k, "query": prior if popularity_weight > 0 else matched}
         return self._hits(self._search(self._name(alias, version), body))
 
     def top_by_field(
