@@ -29,7 +29,7 @@ from indexer.ledger import EventState
 from indexer.runtime import IndexerRuntime
 from indexer.service import IngestService
 from services.api.settings import ApiSettings
-from services.core.domain import Item
+from services.core.domain import CatalogSchema, Item
 from services.datasets.films import load_films
 from services.datasets.movielens_join import USER_PREFIX, MovieLensJoin, join_movielens
 from services.recs import Interaction, RecsRefreshJob
@@ -58,6 +58,8 @@ class Demo:
             self.child_env["TRAWL_ENGINE"] = "opensearch"
             if not ApiSettings().broker_url:  # the Redis infra/ starts, unless the settings name a broker
                 self.child_env["TRAWL_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+        if not ApiSettings().catalog.attributes:  # the films' year, filterable: {"range": {"attributes.year": ...}}
+            self.child_env["TRAWL_CATALOG__ATTRIBUTES"] = json.dumps({"year": "number"})
         self.settings = ApiSettings(**_overrides(self.child_env), port=options.port)
         self.worker: subprocess.Popen[bytes] | None = None
         self.example_user: str | None = None
@@ -368,6 +370,8 @@ def _overrides(env: dict[str, str]) -> dict[str, Any]:
         out["engine"] = env["TRAWL_ENGINE"]
     if "TRAWL_BROKER_URL" in env:
         out["broker_url"] = env["TRAWL_BROKER_URL"]
+    if "TRAWL_CATALOG__ATTRIBUTES" in env:
+        out["catalog"] = CatalogSchema(attributes=json.loads(env["TRAWL_CATALOG__ATTRIBUTES"]))
     return out
 
 
