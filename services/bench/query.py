@@ -353,13 +353,13 @@ def in_process_measures(
     raw work for the same request."""
     from services.core.engines.base import suggest_parts
     from services.core.engines.pinned import PinnedEngine
-    from services.core.filters import excluding_ids
+    from services.core.filters import excluding_ids, only_visible
     from services.ranking.service import build_ranking_service
     from services.rules.service import build_rules
     from services.search.fusion import build_fuser
     from services.search.retrievers import candidates_from_hits
     from services.search.service import build_search_services
-    from services.search.suggest import normalise_typed, only_visible
+    from services.search.suggest import normalise_typed
     from services.search.types import KEYWORD, VECTOR, Candidate, SearchQuery, normalise_text
 
     search = settings.search

@@ -69,12 +69,9 @@ Filter = Term | Terms | Range | Exists | And | Or | Not
 # ---- combining filters (what stages add to a caller's filter) -------------------------------------------
 
 
-def all_of(*parts: Filter | None) -> Filter | None:
-    """The given filters ANDed: one alone is itself, none is None."""
-    given = tuple(p for p in parts if p is not None)
-    if not given:
-        return None
-    return given[0] if len(given) == 1 else And(given)
+def only_visible(flt: Filter | None) -> Filter:
+    """The caller's filter and `available = true`: what suggest and recommendations may show."""
+    return Term("available", True) if flt is None else And((Term("available", True), flt))
 
 
 @overload

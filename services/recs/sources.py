@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from services.core.engines.base import SearchEngine
-from services.core.filters import And, Filter, Term, excluding_ids
+from services.core.filters import Filter, excluding_ids, only_visible
 from services.recs.models import RecsArtefacts
 from services.recs.settings import RecsSettings
 from services.recs.types import FloatArray, RecContext, SourceResult
@@ -159,7 +159,7 @@ MAX_FILTER_IDS = 10_000
 def engine_filter(flt: Filter | None, excluded: Collection[str], k: int) -> tuple[Filter, int]:
     """What an engine query of k items for recommendations asks: available items that pass the request's
     filter and are not excluded, and how many to ask for (more when the exclusions stay out of the filter)."""
-    available = And((Term("available", True), flt)) if flt is not None else Term("available", True)
+    available = only_visible(flt)
     if len(excluded) > MAX_FILTER_IDS:
         return available, min(k + len(excluded), 10_000)
     return excluding_ids(available, sorted(excluded)), k

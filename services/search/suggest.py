@@ -32,7 +32,7 @@ from services.core.domain import Item
 from services.core.embedding import Embedder
 from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance, suggest_parts
 from services.core.errors import ValidationError
-from services.core.filters import And, Filter, HiddenItems, Term, without_hidden
+from services.core.filters import Filter, HiddenItems, only_visible, without_hidden
 from services.search.cache import CachingEmbedder
 from services.search.fusion import RRFFuser, fused_order_key
 from services.search.retrievers import candidates_from_hits
@@ -197,11 +197,6 @@ def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
     start = time.perf_counter()
     hits = leg()
     return hits, LegReport(name, len(hits), round((time.perf_counter() - start) * 1000, 3))
-
-
-def only_visible(flt: Filter | None) -> Filter:
-    """The caller's filter and `available = true`: unavailable items are never suggested."""
-    return Term("available", True) if flt is None else And((Term("available", True), flt))
 
 
 class Suggester:
