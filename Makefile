@@ -43,9 +43,10 @@ bench:
 	$(VENV)/bin/trawl bench query --stages fused
 	$(VENV)/bin/trawl bench events
 
-## Evaluations on real judgments (see docs/evaluation.md): ranking on Cranfield, recommendations on MovieLens.
+## Evaluations (see docs/evaluation.md): ranking on Cranfield and on the film catalog, recommendations on MovieLens.
 eval:
 	$(VENV)/bin/trawl eval ranking
+	$(VENV)/bin/trawl eval films
 	$(VENV)/bin/trawl eval recs
 
 clean:

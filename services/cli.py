@@ -503,10 +503,16 @@ def bench(
 @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def evaluate(
     ctx: typer.Context,
-    which: Annotated[str, typer.Argument(help="ranking (Cranfield) | recs (MovieLens 100k)")],
+    which: Annotated[
+        str, typer.Argument(help="ranking (Cranfield) | films (the film catalog, derived judgments) | recs (MovieLens)")
+    ],
 ) -> None:
     """Run an evaluation on real judgments, next to its baselines (JSON under docs/results/)."""
-    modules = {"ranking": "services.ranking.evaluate", "recs": "services.recs.evaluate"}
+    modules = {
+        "ranking": "services.ranking.evaluate",
+        "films": "services.ranking.evaluate_films",
+        "recs": "services.recs.evaluate",
+    }
     if which not in modules:
         _fail(f"unknown evaluation {which!r}; choose one of {', '.join(modules)}")
     _run_module(modules[which], ctx.args)

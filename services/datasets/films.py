@@ -4,7 +4,9 @@ read from the installed package's SQLite file, never copied into the repository.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from services.core.domain import Item
 
@@ -38,12 +40,28 @@ def movie_db_path() -> str:
 MAX_CAST = 100
 
 
+def _rows(limit: int) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{movie_db_path()}?mode=ro", uri=True) as conn:
+        return conn.execute(_QUERY, (limit,)).fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    directors: tuple[str, ...]
+    cast: tuple[str, ...]
+
+
+def film_credits(limit: int = 20_000) -> dict[str, Credits]:
+    """Directors and cast of the films `load_films(limit)` returns, by item id (an evaluation derives its
+    judgments from them: a person's name as the query, the films they made as its answers)."""
+    return {f"film-{row[0]}": Credits(tuple(_split(row[4])), tuple(_split(row[6])[:MAX_CAST])) for row in _rows(limit)}
+
+
 def load_films(limit: int = 20_000) -> list[Item]:
     """The `limit` most reviewed films: title; a body of credits, the critics' consensus and the cast; genres as
     categories; the (first) director as brand; languages as tags; review count as popularity; Tomatometer / 10
     (or the IMDb rating) as rating; the release date; the year as an attribute."""
-    with sqlite3.connect(f"file:{movie_db_path()}?mode=ro", uri=True) as conn:
-        rows = conn.execute(_QUERY, (limit,)).fetchall()
+    rows = _rows(limit)
     items: dict[str, Item] = {}
     for (
         imdb,

@@ -136,10 +136,14 @@ def evaluate_cranfield(
     cache_dir: Path | None = None,
     default_model_dir: Path | None = None,
     known_items: int = 150,
+    films: int = 0,
+    film_queries: tuple[int, int] = (300, 100),
     seeds: Sequence[int] = (1, 2, 3, 4, 5),
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
-    """Run the whole comparison; returns the report (also what the JSON holds)."""
+    """Run the whole comparison; returns the report (also what the JSON holds). `films` > 0 adds queries
+    derived from that many films (`services.ranking.evaluate_films`, the training half: `film_queries` titles,
+    as many with a typo, people of each kind) to the shipped recipe's training, never measured here."""
     from indexer.settings import PipelineSettings
     from indexer.text import compose_text
     from services.core.domain import Item
@@ -339,15 +343,33 @@ def evaluate_cranfield(
                 return result
 
             ts_plain, ts_plain_all = training_sets(plain_generator, "", known=True)
+            ts_shipped, film_rows = ts_plain_all, 0
+            if films:
+                from services.ranking.evaluate_films import film_index
+
+                with film_index(films, cache_dir, progress) as index:
+                    asked = index.queries(titles=film_queries[0], people=film_queries[1], half="train")
+                    film_rows = len(asked.text)
+                    progress(f"features of {film_rows} film queries (the training half), for training only")
+                    film_ts = index.training_set(asked, window=window, depth=depth)
+                ts_shipped = ts_plain_all.extended(film_ts, train_only=True)
             ts, ts_all = training_sets(feedback_generator, "+prf", known=True)
             splits = fold_keys([q.key for q in ts.queries], folds)  # the same folds for every variant
             cv_system(f"hybrid RRF + LambdaRank ({folds}-fold CV)", ts_plain, plain_generator, False)
+            shipped_label = " — the shipped recipe" if not films else ""
             cv_system(
-                f"hybrid RRF + LambdaRank + known-item queries ({folds}-fold CV) — the shipped recipe",
+                f"hybrid RRF + LambdaRank + known-item queries ({folds}-fold CV){shipped_label}",
                 ts_plain_all,
                 plain_generator,
                 False,
             )
+            if films:
+                cv_system(
+                    f"hybrid RRF + LambdaRank + known-item and film queries ({folds}-fold CV) — the shipped recipe",
+                    ts_shipped,
+                    plain_generator,
+                    False,
+                )
             prf_ltr = f"hybrid + PRF, RRF + LambdaRank ({folds}-fold CV)"
             cv_system(prf_ltr, ts, feedback_generator, False, without_vectors=True)
             # LightGBM's seed (row and feature bagging) alone moves this row by about as much as one feature
@@ -389,9 +411,9 @@ def evaluate_cranfield(
             # The shipped model serves the service's default pipeline, feedback off: it is trained on plain
             # hybrid candidates (a model trained on feedback candidates loses 0.02 served without them), with
             # parameters chosen by cross-validation on the Cranfield queries.
-            shipped = select_params(ts_plain_all, [q.key for q in ts_plain.queries], base=params)
+            shipped = select_params(ts_shipped, [q.key for q in ts_plain.queries], base=params)
             trained = train_model(
-                ts_plain_all,
+                ts_shipped,
                 params=shipped.params,
                 rounds=shipped.rounds,
                 folds=folds,
@@ -399,8 +421,10 @@ def evaluate_cranfield(
                 notes=(
                     f"Shipped default: trained on all {len(ts_plain.queries)} Cranfield queries (top-{window} "
                     "hybrid RRF candidates without feedback, as the service serves by default; graded judgments, "
-                    f"gain 5 - code) and {len(ts_plain_all.queries) - len(ts_plain.queries)} known-item queries "
-                    "(a document's title as the query, the document as its answer; training only), with "
+                    f"gain 5 - code), {len(ts_plain_all.queries) - len(ts_plain.queries)} known-item queries "
+                    "(a document's title as the query, the document as its answer; training only) and "
+                    f"{film_rows} film queries derived from a film catalog's titles, directors and casts (the "
+                    "training half, services.ranking.evaluate_films; training only), with "
                     "collection-independent features; parameters chosen by 3-fold CV over the Cranfield queries. "
                     "metrics: k-fold by query over the Cranfield queries."
                 ),
@@ -435,6 +459,7 @@ def evaluate_cranfield(
             },
             "feature_set": ts.feature_set.id,
             "known_item_queries": len(ts_all.queries) - len(ts.queries),
+            "film_training_queries": {"films": films, "queries": film_rows},
             "prf_model_feature_importance_gain": prf_importance,
             "feedback": feedback.model_dump(),
             "nested_cv_choices": selections,
@@ -596,6 +621,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-default-model", type=Path, help="write the model trained on all queries here")
     parser.add_argument("--known-items", type=int, default=150, help="synthetic title queries (training only)")
     parser.add_argument(
+        "--films",
+        type=int,
+        default=0,
+        help="also train the shipped recipe on queries derived from this many films (0: Cranfield only)",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=5, help="LightGBM seeds 1..N for the spread of the PRF LambdaRank row (0: none)"
     )
     mslr = sub.add_parser("mslr", help="the trainer on an MSLR-WEB10K sample (rankeval's test data)")
@@ -615,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_dir=args.cache,
         default_model_dir=args.write_default_model,
         known_items=args.known_items,
+        films=args.films,
         seeds=tuple(range(1, args.seeds + 1)),
         progress=lambda s: print(f"... {s}", file=sys.stderr, flush=True),
     )

@@ -21,16 +21,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import cast
 
 import numpy as np
 import numpy.typing as npt
+from rapidfuzz.distance import OSA
+from rapidfuzz.process import cdist
 
+from services.core.engines.base import fuzzy_distance
 from services.ranking.text import AnalysedText, Analyser, Ids, pair_key
 from services.search.types import (
     KEYWORD,
@@ -40,6 +45,7 @@ from services.search.types import (
     SearchQuery,
     VectorLookup,
     candidate_vectors,
+    fold,
 )
 
 Matrix = npt.NDArray[np.float32]
@@ -94,7 +100,7 @@ class FeatureSet:
 _F = FeatureSpec
 SEARCH_FEATURES = FeatureSet(
     "trawl-search",
-    3,
+    4,
     (
         _F("keyword_present", "1 if the keyword (BM25) retriever returned the item"),
         _F("keyword_score_rel", "BM25 score / the best BM25 score of the request (NaN if absent)"),
@@ -111,6 +117,10 @@ SEARCH_FEATURES = FeatureSet(
         _F("query_terms", "analysed query terms (stemmed, without stop words)"),
         _F("title_coverage", "share of distinct query terms found in the title"),
         _F("body_coverage", "share of distinct query terms found in the body"),
+        _F(
+            "title_fuzzy_coverage",
+            "share of distinct query words found in the title within the edits a fuzzy query allows (a typo forgiven)",
+        ),
         _F("title_bm25_rel", "BM25 of the title over the candidate set / the request's best"),
         _F("body_bm25_rel", "BM25 of the body over the candidate set / the request's best"),
         _F("title_bigrams", "share of the query's adjacent term pairs found adjacent in the title"),
@@ -131,10 +141,10 @@ SEARCH_FEATURES = FeatureSet(
         _F("available", "1 if the item is available"),
         _F(
             "neighbour_minmax",
-            "similarity-weighted mean of `minmax_fused` over the candidate's nearest other candidates by item "
-            "vector (NaN without vectors)",
+            "similarity-weighted mean of `minmax_fused` over the candidate and its nearest other candidates by "
+            "item vector (NaN without vectors)",
         ),
-        _F("neighbour_max_minmax", "the best `minmax_fused` among those nearest candidates (NaN without vectors)"),
+        _F("neighbour_max_minmax", "the best `minmax_fused` among the candidate and those nearest (NaN if no vectors)"),
     ),
 )
 
@@ -159,6 +169,42 @@ class FeatureMatrix:
         return {
             name: round(float(v), 6) for name, v in zip(self.feature_set.names, self.values[i], strict=True) if v == v
         }
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=16_384)
+def _words(text: str) -> tuple[str, ...]:
+    """Folded words, unstemmed: a typo is measured against what was written, not against a stem."""
+    return tuple(dict.fromkeys(_WORD.findall(fold(text))))
+
+
+def _fuzzy_coverage(query: str, titles: Sequence[str]) -> Floats:
+    """For each title, the share of the query's distinct words that are in it exactly or within the edits
+    the engines' fuzzy queries allow (`fuzzy_distance`: none up to 2 letters, 1 up to 5, else 2). The keyword
+    leg matches words exactly, so a typo'd title ("the godafther") reaches the candidates through the vector
+    leg or the typo fallback with none of the title features; this is the feature that says it matches.
+    One C call compares every query word with every distinct title word; a product spreads the answer."""
+    words = _words(query)
+    n = len(titles)
+    if not words or not n:
+        return np.zeros(n)
+    per_title = [_words(t) for t in titles]
+    vocab: dict[str, int] = {}
+    for have in per_title:
+        for w in have:
+            vocab.setdefault(w, len(vocab))
+    if not vocab:
+        return np.zeros(n)
+    allowed = np.array([fuzzy_distance(w) for w in words])
+    dist = cdist(words, list(vocab), scorer=OSA.distance, dtype=np.int32, score_cutoff=int(allowed.max()))
+    close = (dist <= allowed[:, None]).astype(np.float32)  # query words x title words
+    has = np.zeros((n, len(vocab)), dtype=np.float32)  # titles x title words
+    rows = np.repeat(np.arange(n), [len(h) for h in per_title])
+    has[rows, [vocab[w] for h in per_title for w in h]] = 1.0
+    covered: Floats = ((has @ close.T) > 0).mean(axis=1).astype(np.float64)
+    return covered
 
 
 def _minmax(values: Floats, present: npt.NDArray[np.bool_]) -> Floats:
@@ -383,6 +429,7 @@ class FeatureExtractor:
         cols["title_exact"] = exact
         meta = [a.meta for a in analysed]
         cols["category_match"] = (_Sparse.terms(meta).dense(q_unique) > 0).mean(axis=1) if m else np.zeros(n)
+        cols["title_fuzzy_coverage"] = _fuzzy_coverage(text, [c.item.title for c in cands])
         return cols
 
     def _item_texts(self, cands: Sequence[Candidate]) -> list[_ItemTexts]:
@@ -481,9 +528,14 @@ class FeatureExtractor:
         x = np.stack([v for _, v in have]).astype(np.float32, copy=False)
         x /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)[:, None]  # in place: no second copy
         sim = x @ x.T
-        np.fill_diagonal(sim, -np.inf)  # a candidate is not its own neighbour
+        np.fill_diagonal(sim, -np.inf)  # the k nearest are chosen among the others
         kth = np.partition(sim, -k, axis=1)[:, -k][:, None]
         near = sim >= kth  # the k most similar (a tie at the k-th may add one)
+        # The candidate itself belongs to its neighbourhood (similarity 1). Without it, the fused first and
+        # its close neighbours (a film and its sequels) are told apart the wrong way round: each sequel's best
+        # neighbour is the first (1.0), while the first's best is a weaker sequel.
+        np.fill_diagonal(near, True)
+        np.fill_diagonal(sim, 1.0)
         scores = fused[rows]
         weight = np.where(near, np.clip(sim, 1e-6, None), 0.0)  # a dissimilar neighbour counts ~nothing
         out["neighbour_minmax"][rows] = (weight @ scores) / weight.sum(axis=1)

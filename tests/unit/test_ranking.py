@@ -87,6 +87,20 @@ def test_text_features_read_stems_phrases_and_coverage() -> None:
     assert f["d1"]["query_terms"] == 3
 
 
+def test_title_fuzzy_coverage_forgives_a_typo_the_stemmed_features_miss() -> None:
+    _, f = features("supersonic wnig fluttr")  # two typos: no stem of the query is in a title
+    assert f["d4"]["title_coverage"] == pytest.approx(1 / 3) and f["d4"]["title_phrase"] == 0.0
+    assert f["d4"]["title_fuzzy_coverage"] == 1.0  # "wnig" is one swap from "wing", "fluttr" one from "flutter"
+    assert f["d1"]["title_fuzzy_coverage"] == 1.0  # "Wing flutter at supersonic speed"
+    assert f["d2"]["title_fuzzy_coverage"] == 0.0  # "Boundary layer transition"
+    _, f = features("supersnoic")  # a swap in a 10-letter word: within the 2 edits allowed
+    assert f["d3"]["title_fuzzy_coverage"] == 0.0 and f["d4"]["title_fuzzy_coverage"] == 1.0
+    _, f = features("wign")  # 4 letters allow one edit; a swap is one (as the engines' fuzzy queries count)
+    assert f["d4"]["title_fuzzy_coverage"] == 1.0
+    _, f = features("wx")  # 2 letters allow none
+    assert all(v["title_fuzzy_coverage"] == 0.0 for v in f.values())
+
+
 def test_item_features() -> None:
     _, f = features()
     assert f["d1"]["popularity_log"] == pytest.approx(math.log1p(10), abs=1e-5)
@@ -104,27 +118,34 @@ def _unit(*xs: float) -> np.ndarray:
 VECTORS = {"d1": _unit(1, 0, 0), "d4": _unit(0.9, 0, 0.436), "d2": _unit(0.2, 0.98, 0)}
 
 
-def test_neighbour_features_read_the_fused_scores_of_the_nearest_candidates() -> None:
+def test_neighbour_features_read_the_fused_scores_of_the_candidate_and_its_nearest() -> None:
     asked: list[list[str]] = []
 
     def lookup(ids: Sequence[str]) -> dict[str, np.ndarray]:
         asked.append(list(ids))
         return {i: VECTORS[i] for i in ids if i in VECTORS}
 
+    def sim(a: str, b: str) -> float:
+        return float(VECTORS[a] @ VECTORS[b])
+
     cands = fused(CANDIDATES)
     for k in (1, 2):
         m = FeatureExtractor(clock=lambda: NOW, vectors=lookup, neighbours=k).run(SearchQuery("wing"), cands)
         f = {i: m.row(n) for n, i in enumerate(m.ids)}
         fused_of = {i: f[i]["minmax_fused"] for i in f}
-        if k == 1:  # the single nearest other candidate
-            assert f["d1"]["neighbour_minmax"] == pytest.approx(fused_of["d4"], abs=1e-6)
-            assert f["d4"]["neighbour_minmax"] == pytest.approx(fused_of["d1"], abs=1e-6)
-            assert f["d2"]["neighbour_max_minmax"] == pytest.approx(fused_of["d1"], abs=1e-6)
-        else:  # d1's two: d4 (cosine 0.9) and d2 (0.2), weighted by the cosine
-            sim4, sim2 = float(VECTORS["d1"] @ VECTORS["d4"]), float(VECTORS["d1"] @ VECTORS["d2"])
-            want = (sim4 * fused_of["d4"] + sim2 * fused_of["d2"]) / (sim4 + sim2)
+        if k == 1:  # itself (similarity 1) and the single nearest other candidate
+            want = (fused_of["d1"] + sim("d1", "d4") * fused_of["d4"]) / (1 + sim("d1", "d4"))
             assert f["d1"]["neighbour_minmax"] == pytest.approx(want, abs=1e-5)
-            assert f["d1"]["neighbour_max_minmax"] == pytest.approx(max(fused_of["d4"], fused_of["d2"]), abs=1e-6)
+            assert f["d2"]["neighbour_max_minmax"] == pytest.approx(max(fused_of["d1"], fused_of["d2"]), abs=1e-6)
+        else:  # d1 itself and its two: d4 (cosine 0.9) and d2 (0.2), weighted by the cosine
+            s4, s2 = sim("d1", "d4"), sim("d1", "d2")
+            want = (fused_of["d1"] + s4 * fused_of["d4"] + s2 * fused_of["d2"]) / (1 + s4 + s2)
+            assert f["d1"]["neighbour_minmax"] == pytest.approx(want, abs=1e-5)
+        # Twins share their neighbourhood's best: the better one is not marked down for having a weaker twin
+        # (before the candidate counted in its own neighbourhood, d4 got d1's score and d1 only d4's).
+        best = max(fused_of["d1"], fused_of["d4"])
+        assert f["d1"]["neighbour_max_minmax"] == pytest.approx(best, abs=1e-6)
+        assert f["d4"]["neighbour_max_minmax"] == pytest.approx(best, abs=1e-6)
         assert "neighbour_minmax" not in f["d3"] and "neighbour_max_minmax" not in f["d3"]  # no vector: NaN
     assert asked[0] == [c.id for c in cands]  # one read for the request's candidates
 
@@ -145,8 +166,12 @@ def test_neighbour_features_use_the_vectors_that_came_with_the_hits_and_ask_only
     m = FeatureExtractor(clock=lambda: NOW, vectors=lookup, neighbours=1).run(SearchQuery("wing"), cands)
     assert sorted(asked[0]) == ["d2", "d3"]  # one read, for the two without a vector
     f = {i: m.row(n) for n, i in enumerate(m.ids)}
-    assert f["d1"]["neighbour_minmax"] == pytest.approx(f["d4"]["minmax_fused"], abs=1e-6)
-    assert f["d2"]["neighbour_max_minmax"] == pytest.approx(f["d1"]["minmax_fused"], abs=1e-6)
+    s14 = float(VECTORS["d1"] @ VECTORS["d4"])
+    want = (f["d1"]["minmax_fused"] + s14 * f["d4"]["minmax_fused"]) / (1 + s14)
+    assert f["d1"]["neighbour_minmax"] == pytest.approx(want, abs=1e-5)
+    assert f["d2"]["neighbour_max_minmax"] == pytest.approx(
+        max(f["d1"]["minmax_fused"], f["d2"]["minmax_fused"]), abs=1e-6
+    )
     asked.clear()
     vector_of = {it.id: VECTORS.get(it.id, VECTORS["d2"]) for it, _, _ in CANDIDATES}
     every = {it.id: Hit(it.id, 1.0, it, unpack=partial(vector_of.__getitem__, it.id)) for it, _, _ in CANDIDATES}
