@@ -336,16 +336,16 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
 
     kinds = [k for k in (*KINDS, "all") if k in report["systems"][0]]
     systems = report["systems"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.2 + 0.25 * len(systems)))
     width = 0.8 / len(systems)
     for n, s in enumerate(systems):
         xs = [k + n * width for k in range(len(kinds))]
-        ax.bar(xs, [s[k]["ndcg@10"] for k in kinds], width, label=s["name"][:70])
+        ax.bar(xs, [s[k]["ndcg@10"] for k in kinds], width, label=s["name"])
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(kinds))], kinds)
     ax.set_ylabel("nDCG@10")
     ax.set_ylim(0, 1)
-    ax.set_title(report["collection"] + ": judgments derived from the catalog")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(report["collection"] + ": judgments derived from the catalog, the held-out half")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
