@@ -125,6 +125,26 @@ def _embed_cached(embedder: Any, texts: Sequence[str], cache: Path | None) -> np
     return vectors
 
 
+def embed_items(embedder: Any, items: Sequence[Any], cache: Path | None) -> np.ndarray[Any, Any]:
+    """The items' vectors of the text ingestion embeds (its default fields and length), cached by content."""
+    from indexer.settings import PipelineSettings
+    from indexer.text import compose_text
+
+    pipe = PipelineSettings()
+    return _embed_cached(embedder, [compose_text(i, pipe.embed_fields, pipe.embed_max_chars) for i in items], cache)
+
+
+def fill_index(engine: Any, alias: str, embedder: Any, items: Sequence[Any], vectors: np.ndarray[Any, Any]) -> None:
+    """A first version under `alias`, live, holding the items with their vectors, searchable on return."""
+    from services.core.engines.base import Document
+
+    version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
+    engine.point_alias(alias, version.version)
+    result = engine.upsert(alias, [Document(i, v) for i, v in zip(items, vectors, strict=True)])
+    assert result.ok, result.failed[:3]
+    engine.refresh(alias)
+
+
 def evaluate_cranfield(
     *,
     data_dir: Path | None = None,
@@ -144,11 +164,8 @@ def evaluate_cranfield(
     """Run the whole comparison; returns the report (also what the JSON holds). `films` > 0 adds queries
     derived from that many films (`services.ranking.evaluate_films`, the training half: `film_queries` titles,
     as many with a typo, people of each kind) to the shipped recipe's training, never measured here."""
-    from indexer.settings import PipelineSettings
-    from indexer.text import compose_text
     from services.core.domain import Item
     from services.core.embedding import SentenceTransformerEmbedder
-    from services.core.engines.base import Document
     from services.core.engines.embedded import EmbeddedEngine
     from services.core.settings import CoreSettings
     from services.datasets import cranfield
@@ -173,18 +190,11 @@ def evaluate_cranfield(
     with tempfile.TemporaryDirectory(prefix="trawl-eval-") as tmp:
         core = CoreSettings(engine="embedded", data_dir=Path(tmp) / "var", index_alias="cranfield")
         embedder = SentenceTransformerEmbedder(core.embedding)
-        pipe = PipelineSettings()
         progress(f"embedding {len(items)} documents ({embedder.model_id})")
-        vectors = _embed_cached(
-            embedder, [compose_text(i, pipe.embed_fields, pipe.embed_max_chars) for i in items], cache_dir
-        )
+        vectors = embed_items(embedder, items, cache_dir)
         engine = EmbeddedEngine(core)
         try:
-            version = engine.create_version(core.index_alias, dimension=embedder.dimension, model_id=embedder.model_id)
-            engine.point_alias(core.index_alias, version.version)
-            result = engine.upsert(core.index_alias, [Document(i, v) for i, v in zip(items, vectors, strict=True)])
-            assert result.ok, result.failed[:3]
-            engine.refresh(core.index_alias)
+            fill_index(engine, core.index_alias, embedder, items, vectors)
             # Cranfield has only titles and abstracts (authors land in `brand`): BM25 over title and body, equal
             # weights; the catalog default (title x3, brand, tags, ...) suits product and film catalogs.
             boosts = {"title": 1.0, "body": 1.0}

@@ -40,7 +40,7 @@ import numpy as np
 
 from services.core.domain import CatalogSchema, Item
 from services.datasets.films import Credits
-from services.ranking.evaluate import RESULTS, ROOT, MemoGenerator, Run, _embed_cached
+from services.ranking.evaluate import RESULTS, ROOT, MemoGenerator, Run, embed_items, fill_index
 from services.ranking.features import FeatureExtractor
 from services.ranking.model import RankingModel
 from services.ranking.train import TrainingSet, rows_from_judgments
@@ -211,10 +211,7 @@ class FilmIndex:
 def film_index(
     limit: int, cache_dir: Path | None, progress: Callable[[str], None] = lambda s: None
 ) -> Iterator[FilmIndex]:
-    from indexer.settings import PipelineSettings
-    from indexer.text import compose_text
     from services.core.embedding import SentenceTransformerEmbedder
-    from services.core.engines.base import Document
     from services.core.engines.embedded import EmbeddedEngine
     from services.core.settings import CoreSettings
     from services.datasets.films import film_credits, load_films
@@ -229,19 +226,12 @@ def film_index(
         core = CoreSettings(engine="embedded", data_dir=Path(tmp) / "var", index_alias="films")
         search = SearchSettings()  # the service's defaults: field boosts, RRF, typo fallback
         embedder = SentenceTransformerEmbedder(core.embedding)
-        pipe = PipelineSettings()
         progress(f"embedding {len(items)} films ({embedder.model_id}; cached under {cache_dir})")
-        vectors = _embed_cached(
-            embedder, [compose_text(i, pipe.embed_fields, pipe.embed_max_chars) for i in items], cache_dir
-        )
+        vectors = embed_items(embedder, items, cache_dir)
         engine = EmbeddedEngine(core)
         try:
             alias = core.index_alias
-            version = engine.create_version(alias, dimension=embedder.dimension, model_id=embedder.model_id)
-            engine.point_alias(alias, version.version)
-            result = engine.upsert(alias, [Document(i, v) for i, v in zip(items, vectors, strict=True)])
-            assert result.ok, result.failed[:3]
-            engine.refresh(alias)
+            fill_index(engine, alias, embedder, items, vectors)
             keyword = KeywordRetriever(engine, alias, boosts=search.boosts, typo_fallback=search.typo_fallback)
             vector = VectorRetriever(engine, alias, CachingEmbedder(embedder))
             yield FilmIndex(
@@ -366,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models: list[tuple[str, RankingModel]] = []
     if not args.no_default:
-        models.append(("+ the shipped default model (LambdaRank, Cranfield)", load_default_model()))
+        models.append(
+            ("+ the shipped default model (LambdaRank: Cranfield, known items, film queries)", load_default_model())
+        )
     for folder in args.model:
         model = load_default_model(folder)
         same = folder.resolve() == DEFAULT_MODEL_DIR.resolve()
