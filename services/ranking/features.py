@@ -8,9 +8,9 @@ reads the same kind of numbers on another. A missing value (no vector score for 
 without a rating) is NaN, which LightGBM treats as missing.
 
 The neighbour features compare the candidates with one another (the cluster hypothesis: a document close to
-documents that score well is likely relevant too): for each, its nearest other candidates by item vector and
-their fused scores. They need the candidates' vectors, which the extractor asks of a `VectorLookup` (the
-engine's `get_vectors`); without one they are NaN.
+documents that score well is likely relevant too): for each, the fused scores of its neighbourhood, itself and
+its nearest other candidates by item vector. They need the candidates' vectors, which the extractor asks of a
+`VectorLookup` (the engine's `get_vectors`); without one they are NaN.
 
 Changing what a feature means, or the list, needs a new `FEATURE_SET` version: the registry refuses a model
 whose feature list differs from the one the service computes.
@@ -506,9 +506,10 @@ class FeatureExtractor:
         return terms[chosen], w / w.sum()
 
     def _neighbour(self, cands: Sequence[Candidate], fused: Floats) -> dict[str, Floats]:
-        """For each of the first `NEIGHBOUR_POOL` candidates that has a vector: its `neighbours` most similar
-        others among them (cosine of the item vectors), their `fused` scores' mean weighted by the similarity,
-        and the best of them. Further down the list, where a candidate seldom reaches the page, both are NaN."""
+        """For each of the first `NEIGHBOUR_POOL` candidates that has a vector: its neighbourhood, itself and its
+        `neighbours` most similar others among them (cosine of the item vectors), and the neighbourhood's `fused`
+        scores' mean weighted by the similarity, and the best of them. Further down the list, where a candidate
+        seldom reaches the page, both are NaN."""
         n = len(cands)
         out = {"neighbour_minmax": np.full(n, NAN), "neighbour_max_minmax": np.full(n, NAN)}
         pool = cands[:NEIGHBOUR_POOL]
