@@ -44,6 +44,7 @@ from services.ranking.evaluate import RESULTS, ROOT, MemoGenerator, Run, embed_i
 from services.ranking.features import FeatureExtractor
 from services.ranking.model import RankingModel
 from services.ranking.train import TrainingSet, rows_from_judgments
+from services.search.pipeline import SearchPipeline
 from services.search.protocols import Fuser, Scorer
 from services.search.types import SearchQuery
 
@@ -269,7 +270,6 @@ def evaluate_films(
     then each model re-ranking the fused order as the API does."""
     from services.ranking.scorer import LambdaRankScorer, ModelSlot
     from services.search.facets import FacetCounter
-    from services.search.pipeline import SearchPipeline
     from services.search.reranking import NoopReranker
     from services.search.scoring import PassthroughScorer
 
@@ -280,9 +280,12 @@ def evaluate_films(
         progress(f"{len(index.items)} films; held-out queries: " + ", ".join(f"{counts[k]} {k}" for k in KINDS))
         facets = FacetCounter(CatalogSchema())
 
+        def pipeline_of(scorer: Scorer) -> SearchPipeline:
+            return SearchPipeline(index.generator, index.fuser, scorer, NoopReranker(), facets)
+
         def run(name: str, scorer: Scorer, legs: tuple[str, ...] | None) -> Measured:
             progress(f"running {name} on {len(queries.text)} queries")
-            pipeline = SearchPipeline(index.generator, index.fuser, scorer, NoopReranker(), facets)
+            pipeline = pipeline_of(scorer)
             out: Run = {}
             for key, text in queries.text.items():
                 res = pipeline.run(SearchQuery(text, depth=depth, legs=legs), size=10)
@@ -302,9 +305,7 @@ def evaluate_films(
             systems.append(run(name, scorer, None))
             if n == 0:
                 progress(f"topical queries, side by side: the fused order and {name}")
-                ranked = SearchPipeline(index.generator, index.fuser, scorer, NoopReranker(), facets)
-                fused = SearchPipeline(index.generator, index.fuser, plain, NoopReranker(), facets)
-                topical = side_by_side(fused, ranked, name, depth)
+                topical = side_by_side(pipeline_of(plain), pipeline_of(scorer), name, depth)
     return {
         "collection": f"bokeh-sampledata films, the {len(index.items)} most reviewed",
         "judgments": "derived from the catalog's fields (titles, directors, casts); see the module's docstring",
@@ -322,7 +323,7 @@ def evaluate_films(
     }
 
 
-def side_by_side(fused: Any, ranked: Any, name: str, depth: int) -> dict[str, Any]:
+def side_by_side(fused: SearchPipeline, ranked: SearchPipeline, name: str, depth: int) -> dict[str, Any]:
     """Each topical query's top 10, fused and ranked, with the fused rank of each ranked film (None: below 30)."""
     queries: dict[str, Any] = {}
     below = 0
