@@ -82,6 +82,11 @@ class Candidate:
         return held if isinstance(held, Item) else held.item
 
     @property
+    def popularity(self) -> float | None:
+        """The item's popularity, without building the item when the engine gave it with the hit."""
+        return self.held.popularity
+
+    @property
     def vector(self) -> Vector | None:
         """The item's vector if the engine returned it with the hit, else None (ask the engine for it)."""
         held = self.held

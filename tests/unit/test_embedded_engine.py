@@ -177,6 +177,48 @@ def test_hits_build_their_items_only_when_read(tmp_path: Path, monkeypatch: pyte
         Hit("x", 1.0)  # neither an item nor a way to load it
 
 
+def test_hits_carry_their_items_popularity_without_building_the_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(i, f"Voyage {i}", popularity=float(i) if i % 3 else None) for i in range(12)])
+    engine.upsert("items", [doc(4, "Voyage 4", popularity=40.0)])  # a new row for item-4
+    built: list[str] = []
+    real = Item.model_validate_json
+
+    def counting(data: str | bytes) -> Item:
+        item = real(data)
+        built.append(item.id)
+        return item
+
+    monkeypatch.setattr(Item, "model_validate_json", counting)
+    engine._version("items", None).items._entries.clear()  # nothing parsed yet
+    for hits in (
+        engine.prefix_suggest("items", "voy", k=20),
+        engine.keyword_search("items", "voyage", k=20),
+        engine.vector_search("items", vec(4), k=20),
+    ):
+        assert len(hits) == 12
+        want = {f"item-{i}": (40.0 if i == 4 else float(i) if i % 3 else None) for i in range(12)}
+        assert {h.id: h.popularity for h in hits} == want
+        assert built == []  # every popularity read off a column
+        assert all(h.item.popularity == want[h.id] for h in hits)  # the same as the items say
+        built.clear()
+        engine._version("items", None).items._entries.clear()
+
+
+def test_a_hit_without_a_given_popularity_reads_it_off_its_item() -> None:
+    loads: list[str] = []
+
+    def load() -> Item:
+        loads.append("x")
+        return Item.parse({"id": "a", "popularity": 7.0})
+
+    assert Hit("a", 1.0, load=load, popularity=None).popularity is None and loads == []
+    assert Hit("a", 1.0, load=load, popularity=3.0).popularity == 3.0 and loads == []
+    assert Hit("a", 1.0, load=load).popularity == 7.0 and loads == ["x"]
+
+
 def test_a_filter_that_passes_every_live_row_is_dropped_from_text_queries(tmp_path: Path) -> None:
     engine = _fresh(tmp_path)
     engine.upsert("items", [doc(i, f"Odyssey {i}") for i in range(20)])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -331,3 +331,30 @@ def test_a_held_vector_is_not_embedded_again_and_a_short_text_never_is() -> None
 )
 def test_vector_keys_are_the_query_then_its_earlier_keystrokes(query: str, keys: list[str]) -> None:
     assert vector_keys(query, 3) == keys
+
+
+def test_suggest_ranks_by_the_hits_popularity_and_builds_only_the_items_it_looks_at() -> None:
+    """The engine gives each hit's popularity; an item is built only when the answer looks at it."""
+    items = [it(f"i{n}", f"Star {n}", popularity=float(n)) for n in range(20)]
+    built: list[str] = []
+
+    def loader(item: Item) -> Callable[[], Item]:
+        def load() -> Item:
+            built.append(item.id)
+            return item
+
+        return load
+
+    class LazyEngine(FakeEngine):
+        def prefix_suggest(
+            self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
+        ) -> list[Hit]:
+            return [Hit(i.id, 1.0, load=loader(i), popularity=i.popularity) for i in items[:k]]
+
+    engine = LazyEngine([], [], [])
+    s = Suggester(engine, "items", None, SuggestSettings(popularity_weight=1.0))  # type: ignore[arg-type]
+    result = s.run("sta", size=2, completions=1)
+    # the prior puts the most popular first, though the engine listed it last; two items were looked at
+    assert [i.id for i in result.items] == ["i19", "i18"]
+    assert [c.text for c in result.completions] == ["star 19"]
+    assert sorted(built) == ["i18", "i19"]

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum, auto
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +40,15 @@ class StoredDocument:
     vector: Vector | None = None
 
 
+class Unknown(Enum):
+    """A value an engine did not give (None is a value: an item without a popularity)."""
+
+    UNKNOWN = auto()
+
+
+UNKNOWN = Unknown.UNKNOWN
+
+
 class Hit:
     """One result of a query: the id, the engine's raw score, the stored item, and the item's vector when the
     engine had it at hand for free.
@@ -48,9 +58,11 @@ class Hit:
     `vector` is None unless the engine fetched it with the hit (OpenSearch reads it in the same fetch as the
     source, so a scorer that needs the candidates' vectors saves a second round trip); `unpack` builds it
     when first read, the same way as `load`.
+    `popularity`, when the engine gives it (the embedded engine reads it from a column), is the item's own,
+    known without building the item: search-as-you-type weighs every hit by popularity but shows a few.
     """
 
-    __slots__ = ("_item", "_load", "_unpack", "_vector", "id", "score")
+    __slots__ = ("_item", "_load", "_popularity", "_unpack", "_vector", "id", "score")
 
     def __init__(
         self,
@@ -60,6 +72,7 @@ class Hit:
         *,
         load: Callable[[], Item] | None = None,
         unpack: Callable[[], Vector] | None = None,
+        popularity: float | Unknown | None = UNKNOWN,
     ) -> None:
         if (item is None) == (load is None):
             raise ValueError("a Hit needs either its item or a way to load it")
@@ -69,6 +82,7 @@ class Hit:
         self._load = load
         self._vector: Vector | None = None
         self._unpack = unpack
+        self._popularity = popularity
 
     @property
     def item(self) -> Item:
@@ -79,6 +93,12 @@ class Hit:
             item = self._item = self._load()
             self._load = None
         return item
+
+    @property
+    def popularity(self) -> float | None:
+        """The item's popularity: as the engine gave it, else read off the item (which builds it)."""
+        given = self._popularity
+        return self.item.popularity if given is UNKNOWN else given
 
     @property
     def vector(self) -> Vector | None:

@@ -318,17 +318,19 @@ class EmbeddedEngine:
         # The sources are read now (one query, and the revision the search saw), but each is parsed and
         # validated only when someone reads that hit's item: most of a 200-hit leg never is. An item parsed
         # for an earlier query is handed over as it is (a row's source never changes).
-        sources = index.store.sources_by_rows([row for row, _ in found])
+        rows = [row for row, _ in found]
+        sources = index.store.sources_by_rows(rows)
+        popularity = index.popularity_of(rows)
         hits = []
-        for row, score in found:
+        for (row, score), pop in zip(found, popularity, strict=True):
             entry = sources.get(row)
             if entry is None:  # a row superseded since the search started is skipped, never resurfaced
                 continue
             item = index.items.get(row)
             if item is not None:
-                hits.append(Hit(entry[0], score, item))
+                hits.append(Hit(entry[0], score, item, popularity=pop))
             else:
-                hits.append(Hit(entry[0], score, load=partial(index.items.parse, row, entry[1])))
+                hits.append(Hit(entry[0], score, load=partial(index.items.parse, row, entry[1]), popularity=pop))
         return hits
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ import fcntl
 import functools
 import gc
 import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from services.core.domain import FieldKind, Item
-from services.core.engines.base import Vector
+from services.core.engines.base import UNKNOWN, Unknown, Vector
 from services.core.engines.embedded.columns import FilterColumns, Mask
 from services.core.engines.embedded.items import ParsedItems
 from services.core.engines.embedded.store import DocStore, Revision
@@ -174,6 +175,21 @@ class VersionIndex:
         final = scores * prior
         order = np.lexsort((np.arange(len(found)), -final))[:k]  # ties keep the text order
         return [(int(rows[i]), float(final[i])) for i in order]
+
+    def popularity_of(self, rows: Sequence[int]) -> list[float | Unknown | None]:
+        """Each row's popularity from its column (None: the item has none); UNKNOWN for a row the columns do
+        not hold as live (superseded, or written since), whose item then says."""
+        at = np.fromiter(rows, dtype=np.int64, count=len(rows))
+        with self._lock:
+            live, column = self.columns.live, self.columns.numbers("popularity")
+            held = at < min(len(live), column.shape[0])
+            safe = np.where(held, at, 0)
+            held &= live[safe]
+            values = column[safe]
+        return [
+            (None if math.isnan(v) else v) if h else UNKNOWN
+            for h, v in zip(held.tolist(), values.tolist(), strict=True)
+        ]
 
     def top_by(self, field: str, k: int, flt: Filter | None) -> list[tuple[int, float]]:
         """The k allowed rows with the highest values of a number or date column, then rows without a value;
