@@ -9,7 +9,8 @@ Three legs run side by side, with the filter `available = true` (and the caller'
   vector  k-NN on the query vector, skipped for 1–2 characters, weak hits dropped. The model never runs on
           a keystroke's path: the leg runs when the cache already holds the vector of the text, or of an
           earlier keystroke of the word being typed; on a miss the text is embedded in the background
-          (latest wins), so the next keystroke or the completed word finds it.
+          (latest wins), so the next keystroke or the completed word finds it. A held vector whose search
+          found nothing above the floor is not searched again with the same filter for a while.
 Their lists are fused (weighted RRF), a popularity prior is added, duplicates removed. Completions are cut
 from the titles of the hits that match the typed words in order.
 """
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -195,6 +198,41 @@ def vector_keys(query: str, min_chars: int) -> list[str]:
     return list(dict.fromkeys(t for t in keys if len(t) >= min_chars))
 
 
+class EmptyVectorSearches:
+    """Which held vectors' searches found nothing above the floor, by (text, filter), for `ttl_s` seconds;
+    bounded, least recently found first out, thread-safe (the vector leg records on the executor's thread)."""
+
+    def __init__(self, ttl_s: float, maxsize: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._maxsize = maxsize
+        self._clock = clock
+        self._found_at: OrderedDict[tuple[str, Filter], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def found_empty(self, text: str, flt: Filter) -> None:
+        if self._ttl_s <= 0:
+            return
+        with self._lock:
+            self._found_at[(text, flt)] = self._clock()
+            self._found_at.move_to_end((text, flt))
+            if len(self._found_at) > self._maxsize:
+                self._found_at.popitem(last=False)
+
+    def seconds_since(self, text: str, flt: Filter) -> float | None:
+        """How long ago the search of `text`'s vector under `flt` found nothing, if within the TTL."""
+        if self._ttl_s <= 0:
+            return None
+        with self._lock:
+            at = self._found_at.get((text, flt))
+            if at is None:
+                return None
+            age = self._clock() - at
+            if age > self._ttl_s:
+                del self._found_at[(text, flt)]
+                return None
+            return age
+
+
 def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
     start = time.perf_counter()
     hits = leg()
@@ -221,6 +259,7 @@ class Suggester:
         self._executor = executor
         self._max_terms = max_terms
         self._fuser = RRFFuser(settings.rrf_k, settings.weights)
+        self._empty_vectors = EmptyVectorSearches(settings.vector_empty_ttl_s)
 
     def _legs(
         self, typed: str, prefix: str | None, k: int, flt: Filter
@@ -247,9 +286,12 @@ class Suggester:
         if embedder is None or len(query) < s.vector_min_chars:
             return legs, fuzzy, []
 
-        def search(vec: Vector) -> list[Hit]:
+        def search(vec: Vector, text: str | None = None) -> list[Hit]:
             hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
-            return [h for h in hits if h.score >= s.vector_min_score]
+            close = [h for h in hits if h.score >= s.vector_min_score]
+            if not close and text is not None:
+                self._empty_vectors.found_empty(text, flt)
+            return close
 
         if not isinstance(embedder, CachingEmbedder):
             # No cache to consult (a tool or a test with a bare model): embed on the request path.
@@ -262,8 +304,12 @@ class Suggester:
             embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
         if held is None:
             return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
-        vec = held[1]
-        legs.append((VECTOR, lambda: search(vec)))
+        text, vec = held
+        age = self._empty_vectors.seconds_since(text, flt)
+        if age is not None:
+            why = f"the vector of {text!r} found nothing above {s.vector_min_score:g} {age:.0f} s ago"
+            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, skipped=why)]
+        legs.append((VECTOR, lambda: search(vec, text)))
         return legs, fuzzy, []
 
     def run(

@@ -19,6 +19,7 @@ from services.search.cache import CachingEmbedder
 from services.search.settings import SuggestSettings
 from services.search.similar import SimilarItems
 from services.search.suggest import (
+    EmptyVectorSearches,
     Suggester,
     completion_for,
     edit_distance,
@@ -358,3 +359,49 @@ def test_suggest_ranks_by_the_hits_popularity_and_builds_only_the_items_it_looks
     assert [i.id for i in result.items] == ["i19", "i18"]
     assert [c.text for c in result.completions] == ["star 19"]
     assert sorted(built) == ["i18", "i19"]
+
+
+def test_a_held_vector_that_found_nothing_similar_is_not_searched_again_while_it_is_fresh() -> None:
+    model = FakeEmbedder()
+    cached = CachingEmbedder(model)
+    cached.embed(["the", "star"])  # the completed words' vectors, held while the next word is typed
+    weak = FakeEngine(prefix=[it("a", "The Sting")], fuzzy=[], vector=[(it("b", "Noise"), 0.1)])
+    # the typed texts' own vectors would be embedded in ten minutes: "the" stands in for each of them
+    settings = SuggestSettings(vector_min_score=0.3, vector_embed_idle_ms=600_000)
+    s = Suggester(weak, "items", cached, settings)  # type: ignore[arg-type]
+
+    def vector_calls() -> int:
+        return sum(1 for c in weak.calls if c[0] == "vector")
+
+    s.run("the s")  # the vector of "the" stands in, and finds nothing above the floor
+    assert vector_calls() == 1
+    again = s.run("the st")  # the same vector, the same filter: not searched again
+    assert vector_calls() == 1
+    (leg,) = [g for g in again.legs if g.name == "vector"]
+    assert leg.skipped is not None and "'the' found nothing above 0.3" in leg.skipped
+    s.run("the st", filter=Term("brand", "x"))  # another filter may find something: searched
+    assert vector_calls() == 2
+    close = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
+    t = Suggester(close, "items", cached, settings)  # type: ignore[arg-type]
+    for typed in ("star w", "star wa"):  # a search that found hits is run on every keystroke
+        assert [i.id for i in t.run(typed).items] == ["a", "b"]
+    assert sum(1 for c in close.calls if c[0] == "vector") == 2
+    cached.close()
+
+
+def test_empty_vector_searches_expire_and_stay_bounded() -> None:
+    now = [0.0]
+    memo = EmptyVectorSearches(ttl_s=60, maxsize=2, clock=lambda: now[0])
+    visible = Term("available", True)
+    memo.found_empty("the", visible)
+    now[0] = 59.0
+    assert memo.seconds_since("the", visible) == 59.0
+    assert memo.seconds_since("the", Term("brand", "x")) is None
+    now[0] = 61.0
+    assert memo.seconds_since("the", visible) is None  # a write since could have brought a close item
+    for text in ("a", "b", "c"):
+        memo.found_empty(text, visible)
+    assert memo.seconds_since("a", visible) is None and memo.seconds_since("c", visible) == 0.0
+    off = EmptyVectorSearches(ttl_s=0)
+    off.found_empty("the", visible)
+    assert off.seconds_since("the", visible) is None
