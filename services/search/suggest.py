@@ -210,27 +210,38 @@ class EmptyVectorSearches:
         self._lock = threading.Lock()
 
     def found_empty(self, text: str, flt: Filter) -> None:
-        if self._ttl_s <= 0:
+        key = self._key(text, flt)
+        if key is None:
             return
         with self._lock:
-            self._found_at[(text, flt)] = self._clock()
-            self._found_at.move_to_end((text, flt))
+            self._found_at[key] = self._clock()
+            self._found_at.move_to_end(key)
             if len(self._found_at) > self._maxsize:
                 self._found_at.popitem(last=False)
 
     def seconds_since(self, text: str, flt: Filter) -> float | None:
         """How long ago the search of `text`'s vector under `flt` found nothing, if within the TTL."""
-        if self._ttl_s <= 0:
+        key = self._key(text, flt)
+        if key is None:
             return None
         with self._lock:
-            at = self._found_at.get((text, flt))
+            at = self._found_at.get(key)
             if at is None:
                 return None
             age = self._clock() - at
             if age > self._ttl_s:
-                del self._found_at[(text, flt)]
+                del self._found_at[key]
                 return None
             return age
+
+    def _key(self, text: str, flt: Filter) -> tuple[str, Filter] | None:
+        if self._ttl_s <= 0:
+            return None
+        try:
+            hash(flt)
+        except TypeError:  # a filter value that cannot be hashed (a list): searched every time, never an error
+            return None
+        return text, flt
 
 
 def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:

@@ -13,7 +13,7 @@ from services.core.domain import Item
 from services.core.engines.base import Document, Hit
 from services.core.engines.embedded import EmbeddedEngine
 from services.core.errors import NotFoundError, ValidationError
-from services.core.filters import And, Filter, Term
+from services.core.filters import And, Filter, Term, Terms
 from services.core.settings import CoreSettings
 from services.search.cache import CachingEmbedder
 from services.search.settings import SuggestSettings
@@ -405,3 +405,6 @@ def test_empty_vector_searches_expire_and_stay_bounded() -> None:
     off = EmptyVectorSearches(ttl_s=0)
     off.found_empty("the", visible)
     assert off.seconds_since("the", visible) is None
+    unhashable = Terms("id", ["a"])  # type: ignore[arg-type]  # a list where a tuple belongs: never remembered
+    memo.found_empty("the", unhashable)
+    assert memo.seconds_since("the", unhashable) is None
