@@ -156,9 +156,8 @@ def test_superseded_rows_are_compacted_away(tmp_path: Path) -> None:
     assert np.isclose(engine.vector_search("items", vec(2005), k=1)[0].score, 1.0, atol=1e-4)
 
 
-def test_hits_build_their_items_only_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = _fresh(tmp_path)
-    engine.upsert("items", [doc(i, f"Film {i} odyssey") for i in range(30)])
+def _count_item_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the items built from stored JSON from now on, in order."""
     built: list[str] = []
     real = Item.model_validate_json
 
@@ -168,6 +167,13 @@ def test_hits_build_their_items_only_when_read(tmp_path: Path, monkeypatch: pyte
         return item
 
     monkeypatch.setattr(Item, "model_validate_json", counting)
+    return built
+
+
+def test_hits_build_their_items_only_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(i, f"Film {i} odyssey") for i in range(30)])
+    built = _count_item_builds(monkeypatch)
     hits = engine.keyword_search("items", "odyssey", k=20)
     assert len(hits) == 20 and built == []  # 20 hits, nothing parsed yet
     assert hits[3].item.title == f"Film {hits[3].id.removeprefix('item-')} odyssey"
@@ -183,15 +189,7 @@ def test_hits_carry_their_items_popularity_without_building_the_items(
     engine = _fresh(tmp_path)
     engine.upsert("items", [doc(i, f"Voyage {i}", popularity=float(i) if i % 3 else None) for i in range(12)])
     engine.upsert("items", [doc(4, "Voyage 4", popularity=40.0)])  # a new row for item-4
-    built: list[str] = []
-    real = Item.model_validate_json
-
-    def counting(data: str | bytes) -> Item:
-        item = real(data)
-        built.append(item.id)
-        return item
-
-    monkeypatch.setattr(Item, "model_validate_json", counting)
+    built = _count_item_builds(monkeypatch)
     engine._version("items", None).items._entries.clear()  # nothing parsed yet
     for hits in (
         engine.prefix_suggest("items", "voy", k=20),
