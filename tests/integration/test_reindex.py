@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from indexer.ledger import EventLedger
+from services.core.engines.opensearch import OpenSearchEngine
+from services.core.settings import CoreSettings, OpenSearchSettings
 from tests.e2e.films import load_films
-from tests.integration.conftest import wait_until_done
+from tests.integration.conftest import OPENSEARCH_URL, wait_until_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ADMIN = {"X-Admin-Key": "test-admin-key"}
@@ -86,6 +88,18 @@ def post(client: httpx.Client, events: list[dict[str, Any]]) -> None:
     assert r.status_code == 202 and not r.json()["rejected"], r.text
 
 
+def searchable(env: dict[str, str]) -> None:
+    """On the stack, what the ledger calls indexed is searchable after OpenSearch's next refresh (1 s): one now,
+    so that a search right after `wait_until_done` does not race it. The embedded engine shows a write at once."""
+    if "TRAWL_OPENSEARCH__HOSTS" not in env:
+        return
+    engine = OpenSearchEngine(CoreSettings(engine="opensearch", opensearch=OpenSearchSettings(hosts=[OPENSEARCH_URL])))
+    try:
+        engine.refresh(env["TRAWL_INDEX_ALIAS"])
+    finally:
+        engine.close()
+
+
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 900) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,6 +160,7 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     assert job["phase"] == "done", job
     assert load.sent >= 20 and load.failed == 0 and load.empty == 0, load.errors[:3]
     wait_until_done(ledger, timeout=120)
+    searchable(env)
 
     after = _live(client)
     assert after["version"] == before["version"] + 1 and after["count"] == CATALOG  # +1 new, -1 deleted
@@ -167,6 +182,7 @@ def test_reindex_under_load_keeps_writes_and_can_be_rolled_back(
     assert r.status_code == 202, r.text
     rolled = wait_job(client, r.json()["job_id"])
     assert rolled["phase"] == "done", rolled
+    searchable(env)  # the version rolled back to
     time.sleep(1.5)
     assert _live(client)["version"] == before["version"]
     found = client.get("/v1/search", params={"q": "Quokka island", "size": 3}).json()["items"]
