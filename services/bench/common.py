@@ -277,10 +277,17 @@ class Timed:
 
 
 def run_concurrently(
-    work: Sequence[T], call: Callable[[T], int], concurrency: int, setup: Callable[[], None] | None = None
+    work: Sequence[T],
+    call: Callable[[T], int],
+    concurrency: int,
+    setup: Callable[[], None] | None = None,
+    *,
+    pause_s: float = 0.0,
 ) -> Timed:
     """Each unit of `work` through `call` (which returns a status), from `concurrency` threads that take the
-    next unit as they finish one; each call is timed. `setup` runs in every thread before the clock starts."""
+    next unit as they finish one; each call is timed. `setup` runs in every thread before the clock starts.
+    `pause_s`: each thread waits that long after an answer before it sends the next (a person's think time
+    between keystrokes), outside the timed call."""
     latencies = [0.0] * len(work)
     statuses = [0] * len(work)
     next_index = iter(range(len(work)))
@@ -308,6 +315,8 @@ def run_concurrently(
             except Exception:
                 statuses[i] = -1
             latencies[i] = (time.perf_counter() - start) * 1000
+            if pause_s > 0:
+                time.sleep(pause_s)
 
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
     for t in threads:
@@ -323,11 +332,19 @@ def run_concurrently(
 
 
 def http_load(
-    base_url: str, paths: Sequence[str], concurrency: int, timeout: float = 600, *, bodies: Sequence[str] | None = None
+    base_url: str,
+    paths: Sequence[str],
+    concurrency: int,
+    timeout: float = 600,
+    *,
+    bodies: Sequence[str] | None = None,
+    pause_s: float = 0.0,
 ) -> Timed:
     """GET each path (or with `bodies`, POST each its JSON body) from a second process on loopback
-    (`services.bench.load`), `concurrency` at a time."""
+    (`services.bench.load`), `concurrency` at a time, each client waiting `pause_s` after each answer."""
     request: dict[str, Any] = {"base_url": base_url, "paths": list(paths), "concurrency": concurrency}
+    if pause_s > 0:
+        request["pause_s"] = pause_s
     if bodies is not None:
         request |= {"method": "POST", "bodies": list(bodies)}
     spec = json.dumps(request)

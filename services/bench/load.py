@@ -3,7 +3,7 @@
     python -m services.bench.load < spec.json > result.json
 
 with a spec {"base_url", "paths", "concurrency"} (and for POSTs "method": "POST" and "bodies", one JSON text
-per path); it answers {"latencies_ms", "statuses", "wall_s"}.
+per path; "pause_s": each client's wait after an answer, untimed); it answers {"latencies_ms", "statuses", "wall_s"}.
 
 Its client is lean, as wrk or hey are: one keep-alive HTTP/1.1 connection per thread, connected before the
 clock starts, a request written as one prebuilt line and the answer read by its Content-Length (or its
@@ -174,7 +174,9 @@ def main() -> None:
         status, _ = client.get(paths[i]) if bodies is None else client.post(paths[i], bodies[i].encode())
         return status
 
-    result = run_concurrently(range(len(paths)), call, int(spec["concurrency"]), setup=connect)
+    result = run_concurrently(
+        range(len(paths)), call, int(spec["concurrency"]), setup=connect, pause_s=float(spec.get("pause_s", 0.0))
+    )
     for c in clients:
         c.close()
     json.dump({"latencies_ms": result.latencies_ms, "statuses": result.statuses, "wall_s": result.wall_s}, sys.stdout)

@@ -481,8 +481,8 @@ class Samples:
         self.wall_s += timed.wall_s
 
 
-def _in_process(call: Callable[[str], int], concurrency: int) -> Callable[[Sequence[str]], Timed]:
-    return lambda chunk: run_concurrently(chunk, call, concurrency)
+def _in_process(call: Callable[[str], int], concurrency: int, pause_s: float) -> Callable[[Sequence[str]], Timed]:
+    return lambda chunk: run_concurrently(chunk, call, concurrency, pause_s=pause_s)
 
 
 def measure_endpoint(
@@ -497,11 +497,12 @@ def measure_endpoint(
     the same slice, in an order that alternates from round to round."""
     out = {"http": Samples("HTTP endpoint")}
     out |= {m.key: Samples(m.label) for m in measures}
+    pause_s = args.think_ms / 1000
     runners: dict[str, Callable[[Sequence[str]], Timed]] = {
-        "http": lambda chunk: http_load(api.url, http_paths(endpoint, chunk), args.concurrency)
+        "http": lambda chunk: http_load(api.url, http_paths(endpoint, chunk), args.concurrency, pause_s=pause_s)
     }
     for m in measures:
-        runners[m.key] = _in_process(m.call, args.concurrency)
+        runners[m.key] = _in_process(m.call, args.concurrency, pause_s)
     for key, run in runners.items():
         timed = run(warm)
         if timed.errors:
@@ -620,6 +621,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "suggest_requests": args.suggest_requests,
         "warmup_per_endpoint": args.warmup,
         "concurrency": args.concurrency,
+        "think_ms": args.think_ms,
         "load_client": LOAD_CLIENT,
         "torch_threads": args.torch_threads,
         "stages_option": args.stages,
@@ -786,7 +788,8 @@ def engine_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### {report['engine']} engine, {report['items']:,} items"
         + (f", model with {report['torch_threads']} thread(s)" if report.get("torch_threads") else "")
-        + (", fused order (no model, no feature log, no rules)" if report.get("stages_option") == "fused" else ""),
+        + (", fused order (no model, no feature log, no rules)" if report.get("stages_option") == "fused" else "")
+        + (f", {report['think_ms']:g} ms think time between requests" if report.get("think_ms") else ""),
         "",
         f"`{report['command']}` ({report['when']}, commit {m['commit']})",
         "",
@@ -797,7 +800,14 @@ def engine_markdown(report: dict[str, Any]) -> str:
         f"to {report['items']:,} items; {built}.",
         f"- Load: {report.get('suggest_requests', report['requests_per_endpoint'])} measured keystrokes, "
         f"{report['requests_per_endpoint']} measured searches and similar-item requests, each endpoint after "
-        f"{report['warmup_per_endpoint']} warm-up ones, concurrency {report['concurrency']}, from a second "
+        f"{report['warmup_per_endpoint']} warm-up ones, concurrency {report['concurrency']}, "
+        + (
+            f"each client waiting {report['think_ms']:g} ms after an answer before it sends the next (in-process "
+            "measures alike), "
+            if report.get("think_ms")
+            else "back to back, "
+        )
+        + "from a second "
         f"process on loopback ({report.get('load_client', OLD_LOAD_CLIENT)}); in {report['rounds']} rounds "
         "that alternate the order of the measures. Suggest: "
         f"title prefixes of 1–{report['suggest_chars']} characters as typed; search: hybrid, 10 per page, "
@@ -820,11 +830,12 @@ OLD_LOAD_CLIENT = "the standard library's keep-alive `http.client`"
 
 
 def report_name(report: dict[str, Any]) -> str:
-    """The JSON file's name: the engine, the model's thread count when it was not the default, and `_fused`
-    for a run with the scoring and re-ranking stages empty."""
+    """The JSON file's name: the engine, the model's thread count when it was not the default, `_fused` for a
+    run with the scoring and re-ranking stages empty, and `_think<ms>` for one with think time."""
     threads = report.get("torch_threads")
     name = f"{report['engine']}_threads{threads}" if threads else str(report["engine"])
-    return name + ("_fused" if report.get("stages_option") == "fused" else "")
+    name += "_fused" if report.get("stages_option") == "fused" else ""
+    return name + (f"_think{report['think_ms']:g}" if report.get("think_ms") else "")
 
 
 def saved_reports() -> list[dict[str, Any]]:
@@ -832,7 +843,12 @@ def saved_reports() -> list[dict[str, Any]]:
     found = [json.loads(p.read_text()) for p in RESULTS.glob("bench_query_*.json") if not p.stem.endswith("_quick")]
     return sorted(
         found,
-        key=lambda r: (r["engine"] != "embedded", r.get("torch_threads") or 0, r.get("stages_option") == "fused"),
+        key=lambda r: (
+            r["engine"] != "embedded",
+            r.get("torch_threads") or 0,
+            r.get("think_ms") or 0,
+            r.get("stages_option") == "fused",
+        ),
     )
 
 
@@ -891,6 +907,7 @@ def write_plot(reports: Sequence[dict[str, Any]]) -> Path:
         ax.set_ylabel("latency (ms)")
         threads = f", {report['torch_threads']} model thread(s)" if report.get("torch_threads") else ""
         threads += ", fused order" if report.get("stages_option") == "fused" else ""
+        threads += f", {report['think_ms']:g} ms think time" if report.get("think_ms") else ""
         ax.set_title(f"{report['engine']}, {report['items']:,} items{threads}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
@@ -932,6 +949,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="all",
         help="all: the API as configured (scoring and re-ranking); fused: the fused order (no model, no feature "
         "log, no rules: issue 6's service, whose search target this run checks)",
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="wait after each answer before the next request, in every measure (a person types every 100-300 ms; "
+        "an idle machine answers slower than one kept busy). Default 0: back to back",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--noise", type=float, default=0.15, help="norm of the noise added to a variant's vector")

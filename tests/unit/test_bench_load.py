@@ -3,6 +3,7 @@ server closing), against a real HTTP server from the standard library, and the l
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 
-from services.bench.common import http_load
+from services.bench.common import http_load, run_concurrently
 from services.bench.load import HttpError, KeepAliveClient
 
 BODY = b'{"items": ["\xc3\xa9t\xc3\xa9"]}' * 500  # bigger than one read
@@ -152,3 +153,23 @@ def test_an_answer_cut_short_by_a_timeout_leaves_no_rest_for_the_next_request(se
     assert client.get("/a") == (200, BODY)  # on a new connection, not the stalled answer's rest
     assert len(Handler.connections) == 2
     client.close()
+
+
+def test_think_time_waits_between_requests_and_is_not_timed() -> None:
+    """Each call is timed alone: the waits show in the wall time, never in a latency."""
+    starts: list[float] = []
+
+    def call(_: int) -> int:
+        starts.append(time.perf_counter())
+        return 200
+
+    timed = run_concurrently(range(3), call, 1, pause_s=0.1)
+    assert all(b - a >= 0.1 for a, b in itertools.pairwise(starts))
+    assert timed.wall_s >= 0.3 and sum(timed.latencies_ms) / 1000 <= timed.wall_s - 0.3
+
+
+def test_the_load_process_waits_its_think_time_after_each_answer(server: tuple[str, int]) -> None:
+    host, port = server
+    timed = http_load(f"http://{host}:{port}", ["/a", "/b", "/c"], concurrency=1, pause_s=0.1)
+    assert timed.statuses == [200, 200, 200]
+    assert timed.wall_s >= 0.3 and sum(timed.latencies_ms) / 1000 <= timed.wall_s - 0.3
