@@ -35,6 +35,7 @@ import sys
 import time
 import urllib.parse
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from services.core.domain import Item
     from services.core.embedding import Embedder
     from services.core.engines.base import SearchEngine
+    from services.search.types import LegReport
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
 Vectors = npt.NDArray[np.float32]
@@ -344,6 +346,21 @@ class Measure:
     key: str  # service | raw | raw_legs
     label: str
     call: Callable[[str], int]
+    legs: Counter[str] | None = None  # what the call's legs did, counted by the call; cleared after the warm-up
+
+
+def leg_outcome(leg: LegReport) -> str:
+    """A leg report in a few words that can be counted: the reasons a leg was skipped name the typed text."""
+    if leg.skipped is None:
+        return f"{leg.name}: ran, found items" if leg.hits else f"{leg.name}: ran, found nothing"
+    reasons = (
+        ("query vector not cached", "no vector held yet"),
+        ("the vector of", "its held vector found nothing a moment ago"),
+        ("over its", "over its budget"),
+        ("the prefix leg found", "the prefix leg found enough"),
+    )
+    why = next((short for start, short in reasons if leg.skipped.startswith(start)), leg.skipped)
+    return f"{leg.name}: skipped, {why}"
 
 
 def in_process_measures(
@@ -381,8 +398,10 @@ def in_process_measures(
     visible = only_visible(None)
     depth = max(suggest.depth, 5)  # the suggester asks each leg for max(depth, size); size is 5 by default
 
+    suggest_legs: Counter[str] = Counter()
+
     def service_suggest(text: str) -> int:
-        services.suggester.run(text)
+        suggest_legs.update(leg_outcome(g) for g in services.suggester.run(text).legs)
         return 200
 
     weight = suggest.prefix_popularity_weight
@@ -440,7 +459,7 @@ def in_process_measures(
 
     measures = {
         "suggest": [
-            Measure("service", "service in-process", service_suggest),
+            Measure("service", "service in-process", service_suggest, legs=suggest_legs),
             Measure("raw", "raw prefix_suggest", raw_prefix),
             Measure("raw_text", "raw prefix_suggest, no popularity prior", raw_prefix_text),
             Measure("raw_legs", "raw, all suggest legs in turn", raw_suggest_legs),
@@ -474,6 +493,7 @@ class Samples:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     wall_s: float = 0.0
+    legs: dict[str, int] | None = None
 
     def add(self, timed: Timed) -> None:
         self.latencies_ms.extend(timed.latencies_ms)
@@ -507,6 +527,9 @@ def measure_endpoint(
         timed = run(warm)
         if timed.errors:
             raise RuntimeError(f"{endpoint} {key}: {timed.errors} of {len(warm)} warm-up requests failed")
+    for m in measures:
+        if m.legs is not None:
+            m.legs.clear()
     rounds = max(1, min(args.rounds, len(work)))
     slices = [list(s) for s in np.array_split(np.array(work, dtype=object), rounds)]
     keys = list(runners)
@@ -516,6 +539,9 @@ def measure_endpoint(
                 out[key].add(runners[key](chunk))
                 bar.advance(len(chunk))
                 time.sleep(0.2)  # let a suggest vector leg left running in the background finish
+    for m in measures:
+        if m.legs is not None:
+            out[m.key].legs = dict(sorted(m.legs.items()))
     return out
 
 
@@ -605,6 +631,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "label": s.label,
                 "errors": s.errors,
                 "wall_s": round(s.wall_s, 3),
+                **({"legs": s.legs} if s.legs is not None else {}),
                 **Latency.of(s.latencies_ms).to_json(),
             }
             for key, s in by_key.items()
@@ -818,9 +845,21 @@ def engine_markdown(report: dict[str, Any]) -> str:
         "",
         markdown_table(HEADER, table_rows(report), align_right_from=2),
         "",
+        *legs_lines(report),
         markdown_table(("target", "measured", "limit", "verdict"), target_rows(report), align_right_from=1),
     ]
     return "\n".join(lines)
+
+
+def legs_lines(report: dict[str, Any]) -> list[str]:
+    """What the in-process suggester's legs did over the measured keystrokes (runs since d95bc46 count them):
+    how often the vector leg ran is most of what separates one suggest run's figures from another's."""
+    service = report["results"].get("suggest", {}).get("service", {})
+    legs = service.get("legs")
+    if not legs:
+        return []
+    counts = "; ".join(f"{outcome} {n}" for outcome, n in legs.items())
+    return [f"Suggest's legs over the {service['n']} measured keystrokes of the service in-process: {counts}.", ""]
 
 
 # The load generator's client, as each run records it (`load_client`); runs before 9bedeed recorded none and used
