@@ -41,6 +41,7 @@ bench:
 	$(VENV)/bin/trawl bench reindex
 	$(VENV)/bin/trawl bench query
 	$(VENV)/bin/trawl bench query --stages fused
+	$(VENV)/bin/trawl bench query --think-ms 150 --suggest-requests 500 --requests 200
 	$(VENV)/bin/trawl bench events
 
 ## Evaluations (see docs/evaluation.md): ranking on Cranfield and on the film catalog, recommendations on MovieLens.
