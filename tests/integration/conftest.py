@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from indexer.ledger import EventLedger, EventState
+from services.core.engines.opensearch import OpenSearchEngine
+from services.core.settings import CoreSettings, OpenSearchSettings
 from tests.support.processes import ApiServer, Worker
 
 REDIS_URL = os.environ.get("TRAWL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -106,3 +108,15 @@ def wait_until_done(ledger: EventLedger, timeout: float, expect: int | None = No
         if time.monotonic() > deadline:
             raise TimeoutError(f"events still pending after {timeout} s: {counts}")
         time.sleep(0.5)
+
+
+def searchable(env: dict[str, str]) -> None:
+    """On the stack, what the ledger calls indexed is searchable after OpenSearch's next refresh (1 s): one now,
+    so that a search right after `wait_until_done` does not race it. The embedded engine shows a write at once."""
+    if "TRAWL_OPENSEARCH__HOSTS" not in env:
+        return
+    engine = OpenSearchEngine(CoreSettings(engine="opensearch", opensearch=OpenSearchSettings(hosts=[OPENSEARCH_URL])))
+    try:
+        engine.refresh(env["TRAWL_INDEX_ALIAS"])
+    finally:
+        engine.close()

@@ -18,7 +18,7 @@ from indexer.ledger import EventLedger
 from services.core.engines.opensearch import OpenSearchEngine
 from services.core.engines.opensearch.interactions import OpenSearchInteractionStore
 from services.core.settings import CoreSettings, OpenSearchSettings
-from tests.integration.conftest import OPENSEARCH_URL, wait_until_done
+from tests.integration.conftest import OPENSEARCH_URL, searchable, wait_until_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -91,10 +91,7 @@ def test_posted_interactions_are_learnt_by_the_periodic_refresh_and_served_witho
             counts = wait_until_done(EventLedger(data_dir / "ledger.sqlite"), timeout=600, expect=len(catalog()))
             assert counts["indexed"] == len(catalog()), counts
 
-            # "indexed" in the ledger is written, not yet searchable: OpenSearch shows it after its next refresh.
-            engine = OpenSearchEngine(CoreSettings(engine="opensearch", opensearch=os_settings))
-            engine.refresh(alias)
-            engine.close()
+            searchable(env)  # "indexed" in the ledger is written; OpenSearch shows it after its next refresh
             # Nothing recorded for her yet and no artefacts published: the catalog's items fill the answer.
             before = recommend(client, {"user_id": "alice", "k": 5})
             assert before["mode"] == "popular", before

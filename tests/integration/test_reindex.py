@@ -14,10 +14,8 @@ import httpx
 import pytest
 
 from indexer.ledger import EventLedger
-from services.core.engines.opensearch import OpenSearchEngine
-from services.core.settings import CoreSettings, OpenSearchSettings
 from tests.e2e.films import load_films
-from tests.integration.conftest import OPENSEARCH_URL, wait_until_done
+from tests.integration.conftest import searchable, wait_until_done
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 ADMIN = {"X-Admin-Key": "test-admin-key"}
@@ -86,18 +84,6 @@ class QueryLoad:
 def post(client: httpx.Client, events: list[dict[str, Any]]) -> None:
     r = client.post("/v1/events/content", json={"events": events})
     assert r.status_code == 202 and not r.json()["rejected"], r.text
-
-
-def searchable(env: dict[str, str]) -> None:
-    """On the stack, what the ledger calls indexed is searchable after OpenSearch's next refresh (1 s): one now,
-    so that a search right after `wait_until_done` does not race it. The embedded engine shows a write at once."""
-    if "TRAWL_OPENSEARCH__HOSTS" not in env:
-        return
-    engine = OpenSearchEngine(CoreSettings(engine="opensearch", opensearch=OpenSearchSettings(hosts=[OPENSEARCH_URL])))
-    try:
-        engine.refresh(env["TRAWL_INDEX_ALIAS"])
-    finally:
-        engine.close()
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 900) -> dict[str, Any]:
