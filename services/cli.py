@@ -79,18 +79,16 @@ def serve(
     import uvicorn
 
     from services.api.app import create_app
+    from services.api.server import uvicorn_config
     from services.api.settings import ApiSettings
 
     settings = ApiSettings()  # TRAWL_HOST / TRAWL_PORT, else the defaults; an option wins over both
     given = {"host": host, "port": port}
     settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=settings.access_log,
-    )
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run()
+    if not server.started:  # as uvicorn.run: a failed startup (a port in use, the lifespan's error) exits non-zero
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -242,12 +242,9 @@ class Demo:
         import uvicorn
 
         from services.api.app import create_app
+        from services.api.server import uvicorn_config
 
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(self.settings), host=self.settings.host, port=self.settings.port, log_level="warning"
-            )
-        )
+        server = uvicorn.Server(uvicorn_config(create_app(self.settings), self.settings, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         base = f"http://{self.settings.host}:{self.settings.port}"

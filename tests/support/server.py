@@ -10,15 +10,20 @@ from typing import Any
 
 import uvicorn
 
+from services.api.server import OneWriteHttpProtocol
+
 
 class Server:
-    """uvicorn in a background thread, on a socket bound to a free loopback port before it starts."""
+    """uvicorn in a background thread, on a socket bound to a free loopback port before it starts, with the
+    protocol `trawl serve` uses."""
 
     def __init__(self, app: Any) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", http=OneWriteHttpProtocol)
+        )
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def __enter__(self) -> Server:
