@@ -94,6 +94,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
                 settings, settings.search, engine, emb, scorer=scorer, reranker=reranker, hidden=reranker
             ),
         )
+        app.state.live_search.follow()  # where the alias points is checked in the background, not by requests
         # OpenSearch on the stack, SQLite on the embedded default; the worker's periodic refresh reads the same.
         app.state.interactions = await anyio.to_thread.run_sync(build_interaction_store, settings, settings.recs)
         # built off the event loop (it loads the live artefacts, perhaps from a bucket), then followed in the

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from services.core.domain import Item
     from services.core.embedding import Embedder
     from services.core.engines.base import SearchEngine
-    from services.search.types import LegReport
+    from services.search.types import LegReport, SkipReason
 
 console = Console() if sys.stdout.isatty() else Console(width=150)
 Vectors = npt.NDArray[np.float32]
@@ -350,17 +350,10 @@ class Measure:
 
 
 def leg_outcome(leg: LegReport) -> str:
-    """A leg report in a few words that can be counted: the reasons a leg was skipped name the typed text."""
+    """A leg report in a few words that can be counted: by its reason code (the words name the typed text)."""
     if leg.skipped is None:
         return f"{leg.name}: ran, found items" if leg.hits else f"{leg.name}: ran, found nothing"
-    reasons = (
-        ("query vector not cached", "no vector held yet"),
-        ("the vector of", "its held vector found nothing a moment ago"),
-        ("over its", "over its budget"),
-        ("the prefix leg found", "the prefix leg found enough"),
-    )
-    why = next((short for start, short in reasons if leg.skipped.startswith(start)), leg.skipped)
-    return f"{leg.name}: skipped, {why}"
+    return f"{leg.name}: skipped, {SKIPPED_BECAUSE.get(leg.reason, leg.reason or 'no reason given')}"
 
 
 def in_process_measures(
@@ -679,6 +672,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+SKIPPED_BECAUSE: dict[SkipReason | None, str] = {
+    "no_query_vector": "no vector held yet",
+    "vector_found_nothing": "its held vector found nothing a moment ago",
+    "over_budget": "over its budget",
+    "prefix_found_enough": "the prefix leg found enough",
+}
 SUGGEST_RATIO_TARGET = "suggest p99 / raw prefix p99"
 SEARCH_RATIO_TARGET = "search p99 / raw hybrid p99"
 

@@ -314,12 +314,16 @@ class Suggester:
         if held is None or held[0] != query:
             embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
         if held is None:
-            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, skipped="query vector not cached yet (embedding it)")]
+            return (
+                legs,
+                fuzzy,
+                [LegReport(VECTOR, 0, 0.0, "query vector not cached yet (embedding it)", "no_query_vector")],
+            )
         text, vec = held
         age = self._empty_vectors.seconds_since(text, flt)
         if age is not None:
             why = f"the vector of {text!r} found nothing above {s.vector_min_score:g} {age:.0f} s ago"
-            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, skipped=why)]
+            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, why, "vector_found_nothing")]
         legs.append((VECTOR, lambda: search(vec, text)))
         return legs, fuzzy, []
 
@@ -353,7 +357,9 @@ class Suggester:
                 legs.insert(1, (FUZZY, fuzzy))
                 runs.insert(1, _timed(FUZZY, fuzzy))
             else:
-                left_out.append(LegReport(FUZZY, 0, 0.0, skipped=f"the prefix leg found {found_by_prefix}"))
+                left_out.append(
+                    LegReport(FUZZY, 0, 0.0, f"the prefix leg found {found_by_prefix}", "prefix_found_enough")
+                )
 
         merged: dict[str, Candidate] = {}
         for (name, _), (hits, _) in zip(legs, runs, strict=True):
@@ -405,7 +411,7 @@ class Suggester:
                 out.append(future.result(timeout=budget / 1000))
             except FuturesTimeout:
                 waited = round((time.perf_counter() - started) * 1000, 3)
-                out.append(([], LegReport(name, 0, waited, skipped=f"over its {budget:g} ms budget")))
+                out.append(([], LegReport(name, 0, waited, f"over its {budget:g} ms budget", "over_budget")))
         return out
 
     def _ranked(self, candidates: Sequence[Candidate]) -> list[tuple[Candidate, float]]:

@@ -190,14 +190,22 @@ class RankedCandidate:
         return self.scored.fused.candidate
 
 
+# Why a leg's hits went unused, as a code a client or a dashboard can count (`LegReport.skipped` says it in words,
+# naming the typed text): the suggester held no query vector yet; its held vector found nothing above the floor
+# a moment ago; the leg ran past its budget; the prefix leg found enough that typos needed no forgiving.
+SkipReason = Literal["no_query_vector", "vector_found_nothing", "over_budget", "prefix_found_enough"]
+
+
 @dataclass(frozen=True, slots=True)
 class LegReport:
-    """How one retriever did for a query: hits found and time taken, or why its hits were not used."""
+    """How one retriever did for a query: hits found and time taken, or why its hits were not used (in words,
+    and as a code)."""
 
     name: str
     hits: int
     ms: float
     skipped: str | None = None
+    reason: SkipReason | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,7 +174,7 @@ def test_the_fuzzy_leg_runs_when_the_prefix_finds_too_little() -> None:
     s = Suggester(engine, "items", None, SuggestSettings())  # type: ignore[arg-type]
     result = s.run("star", size=5)  # six prefix hits fill an answer of five: no typo to forgive
     assert [c[1] for c in engine.calls] == ["star"] and "typo" not in [i.id for i in result.items]
-    assert next(leg for leg in result.legs if leg.name == "fuzzy").skipped
+    assert next(leg for leg in result.legs if leg.name == "fuzzy").reason == "prefix_found_enough"
     engine.calls.clear()
     assert "typo" in [i.id for i in s.run("star", size=10).items]  # six do not fill ten
     assert [c[1] for c in engine.calls] == ["star", "star "]
@@ -258,7 +258,7 @@ def test_suggest_never_waits_for_the_model_and_uses_the_vector_once_cached() -> 
         first = s.run("alien")
         assert [i.id for i in first.items] == ["a"]
         vector_leg = next(leg for leg in first.legs if leg.name == "vector")
-        assert vector_leg.skipped and vector_leg.hits == 0
+        assert vector_leg.skipped and vector_leg.reason == "no_query_vector" and vector_leg.hits == 0
         assert "vector" not in [c[0] for c in engine.calls]
         assert model.started.wait(10)  # ... and the text is being embedded in the background
         model.gate.set()
@@ -272,7 +272,7 @@ def test_suggest_never_waits_for_the_model_and_uses_the_vector_once_cached() -> 
         third = s.run("aliens")
     cached.close()
     assert [i.id for i in second.items] == ["a", "b"]
-    assert all(leg.skipped is None for leg in second.legs)
+    assert all(leg.skipped is None and leg.reason is None for leg in second.legs)
     assert [i.id for i in third.items] == ["a", "b"]
     assert model.texts == ["alien", "aliens"] or model.texts == ["alien"]  # "aliens" may still be on its way
 
@@ -379,6 +379,7 @@ def test_a_held_vector_that_found_nothing_similar_is_not_searched_again_while_it
     assert vector_calls() == 1
     (leg,) = [g for g in again.legs if g.name == "vector"]
     assert leg.skipped is not None and "'the' found nothing above 0.3" in leg.skipped
+    assert leg.reason == "vector_found_nothing"
     s.run("the st", filter=Term("brand", "x"))  # another filter may find something: searched
     assert vector_calls() == 2
     close = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
@@ -408,3 +409,22 @@ def test_empty_vector_searches_expire_and_stay_bounded() -> None:
     unhashable = Terms("id", ["a"])  # type: ignore[arg-type]  # a list where a tuple belongs: never remembered
     memo.found_empty("the", unhashable)
     assert memo.seconds_since("the", unhashable) is None
+
+
+class SlowVectorEngine(FakeEngine):
+    """Its k-NN search takes 300 ms: far past a suggest budget of a few ms."""
+
+    def vector_search(self, alias: str, vector: np.ndarray, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        time.sleep(0.3)
+        return super().vector_search(alias, vector, k=k, filter=filter)
+
+
+def test_a_vector_leg_past_its_budget_is_left_out_with_its_reason() -> None:
+    engine = SlowVectorEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
+    with ThreadPoolExecutor(2) as pool:
+        s = Suggester(engine, "items", FakeEmbedder(), SuggestSettings(vector_budget_ms=5), executor=pool)  # type: ignore[arg-type]
+        result = s.run("alien")
+    assert [i.id for i in result.items] == ["a"]
+    (leg,) = [g for g in result.legs if g.name == "vector"]
+    assert (leg.hits, leg.reason, leg.skipped) == (0, "over_budget", "over its 5 ms budget")
+    assert 5 <= leg.ms < 300

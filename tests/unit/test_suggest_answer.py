@@ -32,7 +32,10 @@ RESULT = SuggestResult(
     "amé",
     [Completion("amélie", 1.15), Completion("heat", 0.3)],
     [SuggestedItem(FULL.id, FULL, 1.15, ("prefix", "vector")), SuggestedItem(BARE.id, BARE, 0.3, ("fuzzy",))],
-    (LegReport("prefix", 2, 0.412), LegReport("vector", 0, 0.0, skipped="query vector not cached yet (embedding it)")),
+    (
+        LegReport("prefix", 2, 0.412),
+        LegReport("vector", 0, 0.0, "query vector not cached yet (embedding it)", "no_query_vector"),
+    ),
     "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
 )
 
@@ -68,3 +71,4 @@ def test_the_written_answer_validates_as_the_response_model() -> None:
     assert str(model.query_id) == RESULT.query_id
     assert [i.item.title for i in model.items] == ["Amélie — «ça» 🎬", "Heat"]
     assert model.legs[1].skipped == "query vector not cached yet (embedding it)"
+    assert (model.legs[0].reason, model.legs[1].reason) == (None, "no_query_vector")

@@ -11,7 +11,7 @@ from services.api.schemas.common import FILTER_DESCRIPTION, QueryText
 from services.core.domain import Item
 from services.search.facets import DEFAULT_FACETS
 from services.search.pipeline import MAX_PAGE_SIZE
-from services.search.types import LegReport, Mode, RankedCandidate, SearchResult
+from services.search.types import LegReport, Mode, RankedCandidate, SearchResult, SkipReason
 
 MAX_PAGE = 1_000_000
 
@@ -113,11 +113,17 @@ class LegOut(BaseModel):
     name: str
     hits: int
     ms: float
-    skipped: str | None = None
+    skipped: str | None = Field(None, description="Why its hits went unused, in words; null when they were used.")
+    reason: SkipReason | None = Field(
+        None,
+        description="The same as a code: no_query_vector (no vector of the typed text held yet), "
+        "vector_found_nothing (its held vector found nothing above the floor a moment ago), over_budget, "
+        "prefix_found_enough (the prefix leg filled the answer, no typo to forgive).",
+    )
 
     @classmethod
     def of(cls, leg: LegReport) -> LegOut:
-        return cls(name=leg.name, hits=leg.hits, ms=leg.ms, skipped=leg.skipped)
+        return cls(name=leg.name, hits=leg.hits, ms=leg.ms, skipped=leg.skipped, reason=leg.reason)
 
 
 class SearchExplain(BaseModel):

@@ -73,7 +73,10 @@ class SuggestResponse(BaseModel):
                 "items": [
                     {"id": i.id, "score": i.score, "sources": i.sources, "item": _summary(i.item)} for i in result.items
                 ],
-                "legs": [{"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped} for g in result.legs],
+                "legs": [
+                    {"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped, "reason": g.reason}
+                    for g in result.legs
+                ],
             }
         )
 
