@@ -44,6 +44,7 @@ class LiveSearch:
         self._lock = threading.Lock()
         self._current: tuple[int, SearchServices] | None = None
         self._checked = 0.0
+        self._failed: tuple[float, Exception] | None = None  # when the last check failed, and how
         self._retired: list[SearchServices] = []
         # How old a check may be for a request to go without one: `refresh_s`, or twice that while a follower
         # checks every `refresh_s` (a check that takes a while does not send requests to check too).
@@ -99,7 +100,15 @@ class LiveSearch:
         with self._lock:
             if self._current is not None and self._checked > asked:  # checked by another thread meanwhile
                 return self._current[1]
-            live = self._engine.live_version(self._alias)
+            failed = self._failed
+            if failed is not None and failed[0] > asked:  # ... and failed: not asked again (an engine that is
+                raise failed[1]  # away answers after its client's retries, and a request would wait twice)
+            try:
+                live = self._engine.live_version(self._alias)
+            except Exception as exc:
+                self._failed = (time.monotonic(), exc)
+                raise
+            self._failed = None
             self._checked = time.monotonic()
             if live is None:
                 if self._current is None:

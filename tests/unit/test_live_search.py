@@ -26,10 +26,14 @@ class AliasEngine:
     def __init__(self, version: int | None) -> None:
         self.version = version
         self.fails: Exception | None = None
+        self.delay_s = 0.0
         self.threads: list[str] = []
+        self.asked = threading.Event()
 
     def live_version(self, alias: str) -> IndexVersion | None:
         self.threads.append(threading.current_thread().name)
+        self.asked.set()
+        time.sleep(self.delay_s)
         if self.fails is not None:
             raise self.fails
         if self.version is None:
@@ -130,4 +134,25 @@ def test_an_alias_that_points_nowhere_yet_is_followed_quietly_until_it_does(capl
         assert wait_for(lambda: getattr(live.fresh(), "version", None) == 1)
         assert not caplog.records
     finally:
+        live.close()
+
+
+def test_a_request_that_waited_for_a_failing_check_fails_with_it_and_does_not_ask_again() -> None:
+    engine = AliasEngine(1)
+    live = live_search(engine)
+    live.follow()
+    try:
+        assert wait_for(lambda: live.fresh() is not None)
+        engine.fails = ConnectionError("the cluster does not answer")
+        engine.delay_s = 0.5  # its client retries before it gives up
+        assert wait_for(lambda: live.fresh() is None)
+        engine.asked.clear()
+        assert engine.asked.wait(5)  # the follower is in a check now
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            live.current()
+        assert time.monotonic() - started < 0.9  # waited for the follower's check, not for one of its own
+        assert threading.current_thread().name not in engine.threads
+    finally:
+        engine.delay_s = 0.0
         live.close()
