@@ -32,10 +32,7 @@ from services.search.live import LiveSearch
 from services.search.service import build_search_services
 
 # The cyclic GC's thresholds in the API process (see the lifespan); the query benchmark's process uses them too.
-# Young collections every 1,000 allocations, and old ones as seldom as at (10_000, 20, 10): a young collection
-# costs 0.25-0.4 µs per young object, so 10,000 of them held one keystroke in 170 for 3-7 ms (12 of 2,000,
-# at the p99), where 1,000 cost 0.25 ms each and less in all (docs/benchmarks.md, tenth round).
-GC_THRESHOLDS = (1_000, 200, 10)
+GC_THRESHOLDS = (10_000, 20, 10)
 
 DESCRIPTION = """
 Hybrid search (BM25 and vector retrieval side by side, fused, scored, re-ranked), search-as-you-type and
@@ -52,8 +49,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A request allocates thousands of short-lived containers; at the default thresholds the cyclic GC's
         # full passes come every few dozen searches and walk every long-lived cache (30–60 ms each, the p99 at
-        # 100k items). Ten times fewer full passes (GC_THRESHOLDS); the embedded engine freezes its index state
-        # on load as well.
+        # 100k items). Ten times fewer passes; the embedded engine freezes its index state on load as well.
         # (The GIL's switch interval stays at Python's 5 ms: 0.5 ms gave suggest nothing measurable and cost
         # search its p99 in one of two runs; docs/benchmarks.md, fifth round.)
         gc.set_threshold(*GC_THRESHOLDS)
