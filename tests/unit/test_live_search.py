@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,17 @@ def live_search(engine: AliasEngine) -> LiveSearch:
     return LiveSearch(engine, "items", None, build, refresh_s=REFRESH_S)  # type: ignore[arg-type]
 
 
+@contextmanager
+def following(engine: AliasEngine) -> Iterator[LiveSearch]:
+    """A LiveSearch whose follower runs until the block ends, and which is closed then."""
+    live = live_search(engine)
+    live.follow()
+    try:
+        yield live
+    finally:
+        live.close()
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,9 +80,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 def test_with_a_follower_no_request_checks_the_alias_and_a_swap_is_seen() -> None:
     engine = AliasEngine(1)
-    live = live_search(engine)
-    live.follow()
-    try:
+    with following(engine) as live:
         assert wait_for(lambda: live.fresh() is not None)
         # Twenty refresh intervals of requests: each finds the services fresh, none asks the engine itself.
         end = time.monotonic() + 20 * REFRESH_S
@@ -83,8 +93,6 @@ def test_with_a_follower_no_request_checks_the_alias_and_a_swap_is_seen() -> Non
         engine.version = 2  # an alias swap (a reindex or a rollback)
         assert wait_for(lambda: getattr(live.fresh(), "version", None) == 2, timeout=20 * REFRESH_S)
         assert live.version == 2
-    finally:
-        live.close()
     assert not any(t.name == "alias-follower" and t.is_alive() for t in threading.enumerate())
 
 
@@ -103,10 +111,8 @@ def test_without_a_follower_a_request_checks_once_the_last_check_is_old() -> Non
 
 def test_an_engine_that_stops_answering_sends_requests_to_check_and_fail(caplog: pytest.LogCaptureFixture) -> None:
     engine = AliasEngine(1)
-    live = live_search(engine)
     caplog.set_level(logging.WARNING, logger="services.search.live")
-    live.follow()
-    try:
+    with following(engine) as live:
         assert wait_for(lambda: live.fresh() is not None)
         engine.fails = ConnectionError("the cluster does not answer")
         assert wait_for(lambda: live.fresh() is None)  # no check has succeeded for two intervals
@@ -117,31 +123,23 @@ def test_an_engine_that_stops_answering_sends_requests_to_check_and_fail(caplog:
         assert len(said) == 1  # said once, not once per check
         engine.fails = None
         assert wait_for(lambda: live.fresh() is not None)  # the follower picks up again
-    finally:
-        live.close()
 
 
 def test_an_alias_that_points_nowhere_yet_is_followed_quietly_until_it_does(caplog: pytest.LogCaptureFixture) -> None:
     engine = AliasEngine(None)
-    live = live_search(engine)
     caplog.set_level(logging.WARNING, logger="services.search.live")
-    live.follow()
-    try:
+    with following(engine) as live:
         time.sleep(4 * REFRESH_S)
         with pytest.raises(IndexNotFoundError):
             live.current()
         engine.version = 1  # the first ingest created and pointed it
         assert wait_for(lambda: getattr(live.fresh(), "version", None) == 1)
         assert not caplog.records
-    finally:
-        live.close()
 
 
 def test_a_request_that_waited_for_a_failing_check_fails_with_it_and_does_not_ask_again() -> None:
     engine = AliasEngine(1)
-    live = live_search(engine)
-    live.follow()
-    try:
+    with following(engine) as live:
         assert wait_for(lambda: live.fresh() is not None)
         engine.fails = ConnectionError("the cluster does not answer")
         engine.delay_s = 0.5  # its client retries before it gives up
@@ -153,6 +151,4 @@ def test_a_request_that_waited_for_a_failing_check_fails_with_it_and_does_not_as
             live.current()
         assert time.monotonic() - started < 0.9  # waited for the follower's check, not for one of its own
         assert threading.current_thread().name not in engine.threads
-    finally:
         engine.delay_s = 0.0
-        live.close()
