@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -203,3 +205,23 @@ class Item(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLabel:
+    """What a suggestion list reads of an item it may not show: the title and brand that tell duplicates apart
+    and that completions are cut from, and whether the item is available.
+
+    Why apart from the item: a keystroke walks up to 20 hits to find five distinct items and five distinct
+    completions, and shows five. An engine that holds labels beside its index hands them over with each hit,
+    so only the items shown are built.
+    """
+
+    title: str
+    brand: str | None
+    available: bool
+
+    @classmethod
+    def of(cls, item: Item) -> ItemLabel:
+        # Interned: the variants of one title (editions, formats) share one string in an engine's memory.
+        return cls(sys.intern(item.title), None if item.brand is None else sys.intern(item.brand), item.available)

@@ -102,28 +102,33 @@ def _word_matches(token: str, word: str, is_prefix: bool, allowed: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class TitleWords:
-    """A title's words, lower-cased, the same folded (what typed words are compared with), for each the last
-    word of its clause (a colon, comma, bracket or dash ends a clause), and where each word is in the title (a
-    completion shows the title's own text between two words: "philosopher's", "spider-man")."""
+    """A title's words folded (what typed words are compared with), for each the last word of its clause (a
+    colon, comma, bracket or dash ends a clause), and where each word starts and ends in the title (a
+    completion shows the title's own text between two words: "philosopher's", "spider-man").
 
-    words: tuple[str, ...]
+    Flat tuples of numbers, not a (start, end) pair per word: every object kept here is one more for the young
+    GC generation, and a keystroke that meets new titles keeps a few of these (8,400 young objects, 5,100 of
+    them tuples, when the spans were pairs)."""
+
     keys: tuple[str, ...]
     clause_end: tuple[int, ...]
-    spans: tuple[tuple[int, int], ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
 
 
 @lru_cache(maxsize=8192)
 def title_words(title: str) -> TitleWords:
     """Kept per title: each keystroke of a word meets the same titles again."""
     found = list(_WORD.finditer(title))
-    spans = tuple(m.span() for m in found)
-    words = tuple(m.group().lower() for m in found)
-    keys = words if title.isascii() else tuple(fold(w) for w in words)  # an ASCII word folds to its lower case
-    ends = [len(spans) - 1] * len(spans)
-    for i in range(len(spans) - 2, -1, -1):
-        between = title[spans[i][1] : spans[i + 1][0]]
+    starts = tuple(m.start() for m in found)
+    stops = tuple(m.end() for m in found)
+    words = (m.group().lower() for m in found)
+    keys = tuple(words if title.isascii() else map(fold, words))  # an ASCII word folds to its lower case
+    ends = [len(found) - 1] * len(found)
+    for i in range(len(found) - 2, -1, -1):
+        between = title[stops[i] : starts[i + 1]]
         ends[i] = i if between != " " and _CLAUSE_BREAK.search(between) else ends[i + 1]
-    return TitleWords(words, keys, tuple(ends), spans)
+    return TitleWords(keys, tuple(ends), starts, stops)
 
 
 @lru_cache(maxsize=8192)
@@ -178,7 +183,7 @@ def completion_in(title: str, words: tuple[TypedWord, ...], max_words: int = 10)
         return None
     anchor, stop = span
     last = min(tw.clause_end[stop], anchor + max_words - 1)
-    return " ".join(title[tw.spans[anchor][0] : tw.spans[last][1]].lower().split())
+    return " ".join(title[tw.starts[anchor] : tw.ends[last]].lower().split())
 
 
 def completion_for(title: str, completed: Sequence[str], prefix: str | None, max_words: int = 10) -> str | None:
@@ -375,20 +380,25 @@ class Suggester:
         seen_titles: set[tuple[str, str]] = set()
         found: list[Completion] = []
         seen_texts: set[str] = set()
+        # A title is looked in once: the variants of one film (editions, formats) share it, and a keystroke's 20
+        # hits are often four titles, so the loop walks them all in search of a fifth completion.
+        looked_in: set[str] = set()
         for cand, score in ranked:
             if len(items) >= size and len(found) >= completions:
                 break
-            item = cand.item
-            if not item.available:  # the filter says so already; never trust one line to keep a promise
+            # The label, not the item: of the up to 20 candidates walked, only the ones shown are built.
+            label = cand.label
+            if not label.available:  # the filter says so already; never trust one line to keep a promise
                 continue
-            key = duplicate_key(item.title, item.brand)
+            key = duplicate_key(label.title, label.brand)
             if len(items) < size and key not in seen_titles:
                 seen_titles.add(key)
-                items.append(SuggestedItem(cand.id, item, score, cand.sources))
+                items.append(SuggestedItem(cand.id, cand.item, score, cand.sources))
             # Completions come from titles a text leg found. One only the vector leg found seldom holds the
             # typed words in order (a text leg would have ranked it), and looking costs a fuzzy scan of its words.
-            if len(found) < completions and cand.ranks.keys() - {VECTOR}:
-                done = completion_in(item.title, words, self._settings.max_completion_words)
+            if len(found) < completions and label.title not in looked_in and cand.ranks.keys() - {VECTOR}:
+                looked_in.add(label.title)
+                done = completion_in(label.title, words, self._settings.max_completion_words)
                 if done and done not in seen_texts:
                     seen_texts.add(done)
                     found.append(Completion(done, score))

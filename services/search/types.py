@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.core.domain import Item
+from services.core.domain import Item, ItemLabel
 from services.core.engines.base import Hit, Vector
 from services.core.filters import Filter
 
@@ -85,6 +85,12 @@ class Candidate:
     def popularity(self) -> float | None:
         """The item's popularity, without building the item when the engine gave it with the hit."""
         return self.held.popularity
+
+    @property
+    def label(self) -> ItemLabel:
+        """The item's title, brand and availability, without building the item when the engine gave them."""
+        held = self.held
+        return held.label if isinstance(held, Hit) else ItemLabel.of(held)
 
     @property
     def vector(self) -> Vector | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.core.domain import Item
+from services.core.domain import Item, ItemLabel
 from services.core.engines.base import Document, Hit
 from services.core.engines.embedded import EmbeddedEngine
 from services.core.filters import Term, parse_filter
@@ -203,6 +203,44 @@ def test_hits_carry_their_items_popularity_without_building_the_items(
         assert all(h.item.popularity == want[h.id] for h in hits)  # the same as the items say
         built.clear()
         engine._version("items", None).items._entries.clear()
+
+
+def test_hits_carry_their_items_labels_without_building_the_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Title, brand and availability come with each hit from memory, and follow every write: this process's
+    own, and another process's once this one syncs."""
+    writer = _fresh(tmp_path)
+    writer.upsert("items", [doc(i, f"Voyage {i}", available=i != 2) for i in range(6)])
+    reader = _engine(tmp_path)  # another process: loads the labels when it opens the version
+    assert len(reader.prefix_suggest("items", "voy", k=20)) == 6
+    writer.upsert("items", [doc(4, "Voyage Home", brand=None, available=False)])  # a new row for item-4
+    writer.delete("items", ["item-5"])
+    reader.refresh("items")
+    built = _count_item_builds(monkeypatch)
+    for engine in (writer, reader):
+        engine._version("items", None).items._entries.clear()  # nothing parsed yet
+        hits = engine.prefix_suggest("items", "voy", k=20)
+        labels = {h.id: h.label for h in hits}
+        assert built == []  # every label read from memory
+        assert labels == {
+            **{f"item-{i}": ItemLabel(f"Voyage {i}", f"brand-{i}", i != 2) for i in range(4)},
+            "item-4": ItemLabel("Voyage Home", None, False),
+        }
+        assert all(labels[h.id] == ItemLabel.of(h.item) for h in hits)  # the same as the items say
+        built.clear()
+
+
+def test_a_hit_without_a_given_label_reads_it_off_its_item() -> None:
+    loads: list[str] = []
+
+    def load() -> Item:
+        loads.append("x")
+        return Item.parse({"id": "a", "title": "Dune", "brand": "Legendary", "available": False})
+
+    given = ItemLabel("Given", None, True)
+    assert Hit("a", 1.0, load=load, label=given).label is given and loads == []
+    assert Hit("a", 1.0, load=load).label == ItemLabel("Dune", "Legendary", False) and loads == ["x"]
 
 
 def test_a_hit_without_a_given_popularity_reads_it_off_its_item() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.core.domain import Item
+from services.core.domain import Item, ItemLabel
 from services.core.engines.base import Document, Hit
 from services.core.engines.embedded import EmbeddedEngine
 from services.core.errors import NotFoundError, ValidationError
@@ -359,6 +359,34 @@ def test_suggest_ranks_by_the_hits_popularity_and_builds_only_the_items_it_looks
     assert [i.id for i in result.items] == ["i19", "i18"]
     assert [c.text for c in result.completions] == ["star 19"]
     assert sorted(built) == ["i18", "i19"]
+
+
+def test_with_the_engines_labels_only_the_items_shown_are_built() -> None:
+    """Duplicates and completions are decided on the labels the engine gives: walking 20 hits of 3 titles for
+    five completions builds the two items the answer shows, and none of the rest."""
+    titles = ["Star Wars", "Star Wars", "Star Trek", "Star Wars", "Stardust"]
+    items = [it(f"i{n}", titles[n % 5], popularity=float(20 - n), available=n != 1) for n in range(20)]
+    built: list[str] = []
+
+    def loader(item: Item) -> Callable[[], Item]:
+        def load() -> Item:
+            built.append(item.id)
+            return item
+
+        return load
+
+    class LabelEngine(FakeEngine):
+        def prefix_suggest(
+            self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
+        ) -> list[Hit]:
+            return [Hit(i.id, 1.0, load=loader(i), popularity=i.popularity, label=ItemLabel.of(i)) for i in items[:k]]
+
+    s = Suggester(LabelEngine([], [], []), "items", None, SuggestSettings(popularity_weight=1.0))  # type: ignore[arg-type]
+    result = s.run("sta", size=2, completions=5)
+    assert [i.id for i in result.items] == ["i0", "i2"]  # i1 is unavailable, i3 a duplicate of i0
+    assert [i.item.title for i in result.items] == ["Star Wars", "Star Trek"]
+    assert [c.text for c in result.completions] == ["star wars", "star trek", "stardust"]
+    assert built == ["i0", "i2"]
 
 
 def test_a_held_vector_that_found_nothing_similar_is_not_searched_again_while_it_is_fresh() -> None:

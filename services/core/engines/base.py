@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from services.core.domain import DEFAULT_FIELD_BOOSTS, TEXT_FIELDS, FieldKind, Item
+from services.core.domain import DEFAULT_FIELD_BOOSTS, TEXT_FIELDS, FieldKind, Item, ItemLabel
 from services.core.errors import ValidationError
 from services.core.filters import Filter
 
@@ -60,9 +60,11 @@ class Hit:
     when first read, the same way as `load`.
     `popularity`, when the engine gives it (the embedded engine reads it from a column), is the item's own,
     known without building the item: search-as-you-type weighs every hit by popularity but shows a few.
+    `label` likewise, when the engine holds it: the title, brand and availability suggestions are told apart
+    and completed by.
     """
 
-    __slots__ = ("_item", "_load", "_popularity", "_unpack", "_vector", "id", "score")
+    __slots__ = ("_item", "_label", "_load", "_popularity", "_unpack", "_vector", "id", "score")
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class Hit:
         load: Callable[[], Item] | None = None,
         unpack: Callable[[], Vector] | None = None,
         popularity: float | Unknown | None = UNKNOWN,
+        label: ItemLabel | None = None,
     ) -> None:
         if (item is None) == (load is None):
             raise ValueError("a Hit needs either its item or a way to load it")
@@ -83,6 +86,7 @@ class Hit:
         self._vector: Vector | None = None
         self._unpack = unpack
         self._popularity = popularity
+        self._label = label
 
     @property
     def item(self) -> Item:
@@ -99,6 +103,13 @@ class Hit:
         """The item's popularity: as the engine gave it, else read off the item (which builds it)."""
         given = self._popularity
         return self.item.popularity if given is UNKNOWN else given
+
+    @property
+    def label(self) -> ItemLabel:
+        """The item's title, brand and availability: as the engine gave them, else read off the item (which
+        builds it)."""
+        given = self._label
+        return ItemLabel.of(self.item) if given is None else given
 
     @property
     def vector(self) -> Vector | None:

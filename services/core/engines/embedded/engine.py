@@ -327,10 +327,12 @@ class EmbeddedEngine:
             if entry is None:  # a row superseded since the search started is skipped, never resurfaced
                 continue
             item = index.items.get(row)
+            label = index.labels.get(row)  # held beside the columns: a suggestion list builds only what it shows
             if item is not None:
-                hits.append(Hit(entry[0], score, item, popularity=pop))
+                hits.append(Hit(entry[0], score, item, popularity=pop, label=label))
             else:
-                hits.append(Hit(entry[0], score, load=partial(index.items.parse, row, entry[1]), popularity=pop))
+                load = partial(index.items.parse, row, entry[1])
+                hits.append(Hit(entry[0], score, load=load, popularity=pop, label=label))
         return hits
 
     def close(self) -> None:
