@@ -18,7 +18,7 @@ from indexer.runtime import IndexerRuntime, ledger_for
 from indexer.s3_source import S3EventHandler, s3_client
 from indexer.service import IngestService
 from services.api.errors import install_error_handlers
-from services.api.keystroke import KeystrokePath
+from services.api.keystroke import KeystrokePath, keystroke_path_on
 from services.api.routes import admin_dlq, admin_indices, admin_model, admin_rules, events, recommendations, v1, web
 from services.api.settings import ApiSettings
 from services.core.embedding import Embedder, EmbedderPool, build_embedder
@@ -133,7 +133,7 @@ def create_app(settings: ApiSettings | None = None, *, embedder: Embedder | None
 
     app = FastAPI(title="trawl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    if settings.suggest_fast_path and settings.engine == "embedded":
+    if keystroke_path_on(settings):
         app.add_middleware(KeystrokePath)  # answers well-formed keystrokes in front of FastAPI (keystroke.py)
     app.include_router(v1)
     app.include_router(recommendations.router)  # before events: /v1/events/interactions is its path

@@ -14,11 +14,15 @@ naming the field, a 503 from the engine), so the endpoint's answers and errors a
 
 Not on OpenSearch: there a keystroke waits ~10 ms on the cluster, FastAPI's part is small, and handing a
 failed request on would wait for a failing cluster twice.
+
+Two doors to the same answer (`keystroke_answer`): the API's HTTP protocol (server.py) calls it as soon as
+a keystroke's head is parsed, before uvicorn starts an ASGI task for it; this middleware serves the requests
+that come by ASGI all the same (another server, a test client, a request uvicorn queued behind another).
 """
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -41,7 +45,8 @@ class KeystrokePath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
-            body = self._answer(scope)
+            # Starlette puts the application in the scope before its middleware
+            body = keystroke_answer(scope["app"].state, scope["query_string"])
             if body is not None:
                 headers = [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -49,18 +54,28 @@ class KeystrokePath:
                 return
         await self.app(scope, receive, send)
 
-    @staticmethod
-    def _answer(scope: Scope) -> bytes | None:
-        state = scope["app"].state  # Starlette puts the application in the scope before its middleware
-        services = cast(LiveSearch, state.live_search).fresh()
-        if services is None:
-            return None
-        pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        given = dict(pairs)
-        if len(given) != len(pairs):  # a repeated parameter: FastAPI's reading of it is the one that counts
-            return None
-        settings = cast(ApiSettings, state.settings)
-        try:
-            return answer(services.suggester, SuggestParams.model_validate(given), settings.catalog)
-        except Exception:  # bad input or an error: the route answers it anew, with the app's error handlers
-            return None
+
+def keystroke_answer(state: Any, query_string: bytes) -> bytes | None:
+    """The JSON answer to `GET /v1/suggest?<query_string>` from the app's state, or None when the request is
+    FastAPI's to answer (see the module's docstring). Also called by the API's HTTP protocol (server.py),
+    which answers keystrokes before any ASGI machinery."""
+    live = getattr(state, "live_search", None)  # None until the app's lifespan has built it
+    services = cast(LiveSearch, live).fresh() if live is not None else None
+    if services is None:
+        return None
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    given = dict(pairs)
+    if len(given) != len(pairs):  # a repeated parameter: FastAPI's reading of it is the one that counts
+        return None
+    settings = cast(ApiSettings, state.settings)
+    if not keystroke_path_on(settings):
+        return None
+    try:
+        return answer(services.suggester, SuggestParams.model_validate(given), settings.catalog)
+    except Exception:  # bad input or an error: the route answers it anew, with the app's error handlers
+        return None
+
+
+def keystroke_path_on(settings: ApiSettings) -> bool:
+    """Whether keystrokes are answered ahead of FastAPI: on the embedded engine, unless turned off."""
+    return settings.suggest_fast_path and settings.engine == "embedded"

@@ -9,6 +9,8 @@ Each later object holds the one before it, so the final list still carries every
 
 from __future__ import annotations
 
+import os
+import random
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +26,17 @@ KEYWORD = "keyword"
 VECTOR = "vector"
 
 
+# Query ids' own generator (seeded from the OS), reseeded in a forked child: neither a library that seeds the
+# global generator nor a forked worker can make ids repeat.
+_QUERY_IDS = random.Random()
+os.register_at_fork(after_in_child=_QUERY_IDS.seed)
+
+
 def new_query_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID. Its bits come from a generator in memory, not from `os.urandom`: a query id
+    must be unique, not secret (its client quotes it back), and the system call behind `uuid4` cost a
+    keystroke 30 µs on average here, up to 0.25 ms."""
+    return str(uuid.UUID(int=_QUERY_IDS.getrandbits(128), version=4))
 
 
 def normalise_text(text: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from services.api.server import OneWriteHttpProtocol
+from services.api.server import KeystrokeHttpProtocol
 
 
 class Server:
@@ -22,7 +22,8 @@ class Server:
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", http=OneWriteHttpProtocol)
+            # as `trawl serve` runs it: keystrokes answered in the protocol (on the embedded engine), no access log
+            uvicorn.Config(app, log_level="warning", lifespan="on", http=KeystrokeHttpProtocol, access_log=False)
         )
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

@@ -6,15 +6,26 @@ tested end to end, where the same requests also go through the FastAPI route; se
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from services.api.keystroke import KeystrokePath
+from services.api.server import KeystrokeHttpProtocol
 from services.api.settings import ApiSettings
 from services.core.domain import Item
 from services.core.errors import ValidationError
@@ -61,6 +72,7 @@ def call(
     suggester: RecordingSuggester | None = None,
     fresh: bool = True,
     scope_type: str = "http",
+    settings: ApiSettings | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One request through the middleware: (messages it sent itself, scopes it handed on)."""
     handed_on: list[dict[str, Any]] = []
@@ -76,7 +88,8 @@ def call(
         return {"type": "http.request", "body": b"", "more_body": False}
 
     state = SimpleNamespace(
-        settings=ApiSettings(engine="embedded"), live_search=FakeLive(suggester or RecordingSuggester(), fresh)
+        settings=settings or ApiSettings(engine="embedded"),
+        live_search=FakeLive(suggester or RecordingSuggester(), fresh),
     )
     scope = {
         "type": scope_type,
@@ -142,6 +155,9 @@ def test_the_live_version_check_and_other_scopes_go_on_to_fastapi() -> None:
     assert not sent and len(handed_on) == 1
     sent, handed_on = call("/v1/suggest", "q=he", scope_type="websocket")
     assert not sent and len(handed_on) == 1
+    for settings in (ApiSettings(engine="opensearch"), ApiSettings(engine="embedded", suggest_fast_path=False)):
+        sent, handed_on = call("/v1/suggest", "q=he", settings=settings)
+        assert not sent and len(handed_on) == 1
 
 
 @pytest.mark.parametrize("error", [ValidationError("q", "must not be empty"), RuntimeError("engine broke")])
@@ -149,3 +165,122 @@ def test_an_error_in_the_suggester_is_answered_by_the_route(error: Exception) ->
     suggester = RecordingSuggester(raises=error)
     sent, handed_on = call("/v1/suggest", "q=he", suggester=suggester)
     assert suggester.calls and not sent and len(handed_on) == 1
+
+
+# ---- in the API's HTTP protocol (services/api/server.py), on a real uvicorn server -------------------------
+
+
+class ServedApp:
+    """A Starlette app with the keystroke path (its state and middleware), its own /v1/suggest route (so an
+    answer says which path made it), and in front a recorder of every request the ASGI app saw; served by
+    uvicorn on loopback with the API's protocol."""
+
+    def __init__(self, **config: Any) -> None:
+        self.suggester = RecordingSuggester()
+        self.asgi_saw: list[str] = []
+
+        async def route(request: Request) -> Response:
+            return JSONResponse({"answered_by": "route"}, status_code=422)
+
+        async def other(request: Request) -> Response:
+            return JSONResponse({"answered_by": "other"})
+
+        routes = [Route("/v1/suggest", route), Route("/other", other)]
+        app = Starlette(routes=routes, middleware=[Middleware(KeystrokePath)])  # as the API's app has it
+        app.state.settings = ApiSettings(engine="embedded")
+        app.state.live_search = FakeLive(self.suggester)
+        self.app = app
+
+        async def recorded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.asgi_saw.append(f"{scope['path']}?{scope['query_string'].decode()}")
+            await app(scope, receive, send)
+
+        recorded.state = app.state  # type: ignore[attr-defined]  # what the protocol reads, as from FastAPI
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.address = self._sock.getsockname()
+        options = {"log_level": "critical", "lifespan": "off", "access_log": False, **config}
+        self._server = uvicorn.Server(uvicorn.Config(recorded, http=KeystrokeHttpProtocol, **options))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def __enter__(self) -> ServedApp:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            assert self._thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+def read_answers(sock: socket.socket, n: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """n answers (status line, headers, body) read off a socket, each by its content-length."""
+    buf, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        status, *lines = head.split(b"\r\n")
+        headers = dict(line.lower().split(b": ", 1) for line in lines)
+        size = int(headers[b"content-length"])
+        while len(buf) < size:
+            buf += sock.recv(65536)
+        out.append((status, headers, buf[:size]))
+        buf = buf[size:]
+    return out
+
+
+def test_the_protocol_answers_a_keystroke_without_the_asgi_app_as_the_keystroke_path_does() -> None:
+    query = "q=" + quote("hea t") + "&size=3&completions=0"
+    via_asgi, _ = call("/v1/suggest", query)
+    with ServedApp() as served:
+        conn = http.client.HTTPConnection(*served.address, timeout=10)
+        for path in (f"/v1/suggest?{query}", "/other", "/v1/suggest?q=he", "/v1/suggest?q=he&size=0"):
+            conn.request("GET", path)
+            answer = conn.getresponse()
+            body = answer.read()
+            if path.endswith(query):  # the same answer, byte for byte, as the ASGI keystroke path's
+                assert answer.status == 200 and body == via_asgi[1]["body"]
+                assert answer.headers["content-type"] == "application/json"
+                assert int(answer.headers["content-length"]) == len(body)
+                assert answer.headers["server"] == "uvicorn" and answer.headers["date"]  # uvicorn's own headers
+        conn.close()
+    # the keystrokes never reached the ASGI app; another path and bad input (size=0) did, on the same connection
+    assert served.asgi_saw == ["/other?", "/v1/suggest?q=he&size=0"]
+    assert [c["text"] for c in served.suggester.calls] == ["hea t", "he"]
+
+
+def test_pipelined_requests_are_answered_in_order_and_connection_close_is_kept() -> None:
+    with ServedApp() as served, socket.create_connection(served.address, timeout=10) as sock:
+        sock.sendall(
+            b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /v1/suggest?q=one HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /v1/suggest?q=two HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        answers = read_answers(sock, 3)  # the keystrokes came while /other was in flight: uvicorn queued them
+        assert json.loads(answers[0][2]) == {"answered_by": "other"}
+        assert [json.loads(body)["q"] for _, _, body in answers[1:]] == ["one", "two"]
+        assert served.asgi_saw == ["/other?", "/v1/suggest?q=one", "/v1/suggest?q=two"]
+        sock.sendall(b"GET /v1/suggest?q=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        ((status, headers, body),) = read_answers(sock, 1)
+        assert status == b"HTTP/1.1 200 OK" and headers[b"connection"] == b"close"
+        assert json.loads(body)["q"] == "last"
+        assert sock.recv(1) == b""  # and the server closed it
+    assert len(served.asgi_saw) == 3  # the last keystroke, alone on the connection, never reached the ASGI app
+
+
+def test_with_an_access_log_every_request_goes_through_the_asgi_app() -> None:
+    with ServedApp(access_log=True) as served:
+        conn = http.client.HTTPConnection(*served.address, timeout=10)
+        conn.request("GET", "/v1/suggest?q=he")
+        answer = conn.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())["q"] == "he"  # by the ASGI keystroke path
+        conn.close()
+    assert served.asgi_saw == ["/v1/suggest?q=he"]

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.api.server import OneWriteHttpProtocol, OneWriteTransport, uvicorn_config
+from services.api.server import KeystrokeHttpProtocol, OneWriteHttpProtocol, OneWriteTransport, uvicorn_config
 from services.api.settings import ApiSettings
 
 
@@ -75,6 +75,21 @@ def test_a_lone_write_goes_out_at_the_end_of_the_step_and_order_is_kept() -> Non
     assert asyncio.run(main()) == [b"head", b"chunk-1chunk-2", b"chunk-3"]
 
 
+def test_a_whole_answer_goes_out_at_once_after_anything_held() -> None:
+    async def main() -> list[bytes]:
+        real = RecordingTransport()
+        held = OneWriteTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        held.write_whole(b"answer-1")
+        assert real.writes == [b"answer-1"]  # not held to the end of the step
+        held.write(b"head")
+        held.write_whole(b"answer-2")
+        assert real.writes == [b"answer-1", b"headanswer-2"]  # what was held first, in the same write
+        await asyncio.sleep(0)  # nothing left for the flush
+        return real.writes
+
+    assert asyncio.run(main()) == [b"answer-1", b"headanswer-2"]
+
+
 def test_close_writes_what_is_held_first_and_a_closing_transport_gets_nothing() -> None:
     async def main() -> tuple[list[bytes], list[bytes]]:
         loop = asyncio.get_running_loop()
@@ -96,13 +111,18 @@ def test_close_writes_what_is_held_first_and_a_closing_transport_gets_nothing() 
 
 
 def test_trawl_serve_and_the_demo_use_the_one_write_protocol_unless_turned_off() -> None:
-    config = uvicorn_config(Starlette(), ApiSettings(port=8123))
+    config = uvicorn_config(Starlette(), ApiSettings(port=8123, engine="embedded"))
     config.load()
-    assert config.http_protocol_class is OneWriteHttpProtocol
+    assert config.http_protocol_class is KeystrokeHttpProtocol  # one write, and keystrokes in the protocol
+    assert issubclass(KeystrokeHttpProtocol, OneWriteHttpProtocol)
     assert (config.host, config.port, config.access_log) == ("127.0.0.1", 8123, False)
+    for settings in (ApiSettings(engine="opensearch"), ApiSettings(engine="embedded", suggest_fast_path=False)):
+        other = uvicorn_config(Starlette(), settings)
+        other.load()
+        assert other.http_protocol_class is OneWriteHttpProtocol
     plain = uvicorn_config(Starlette(), ApiSettings(one_write_answers=False))
     plain.load()
-    assert plain.http_protocol_class is not OneWriteHttpProtocol
+    assert not issubclass(plain.http_protocol_class, OneWriteHttpProtocol)
 
 
 # ---- a real server ---------------------------------------------------------------------------------------

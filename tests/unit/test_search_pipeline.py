@@ -210,3 +210,21 @@ def test_caching_embedder_is_an_lru_of_query_vectors() -> None:
     got = cache.embed(["a"])
     got[0][0] = 99.0  # a caller changing its answer does not change the cache
     assert cache.embed(["a"]).tolist() == a.tolist()
+
+
+def test_query_ids_are_version_4_uuids_that_a_seeded_global_generator_or_a_fork_cannot_repeat() -> None:
+    import multiprocessing
+    import random
+    import uuid
+
+    from services.search.types import new_query_id
+
+    ids = set()
+    for _ in range(2):
+        random.seed(7)  # a library seeding the global generator
+        ids.add(new_query_id())
+    assert len(ids) == 2 and all(uuid.UUID(i).version == 4 for i in ids)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        in_child = pool.apply(new_query_id)
+    assert in_child != new_query_id()  # the child's generator was reseeded, not copied with the parent's state
