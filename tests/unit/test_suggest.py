@@ -334,31 +334,38 @@ def test_vector_keys_are_the_query_then_its_earlier_keystrokes(query: str, keys:
     assert vector_keys(query, 3) == keys
 
 
-def test_suggest_ranks_by_the_hits_popularity_and_builds_only_the_items_it_looks_at() -> None:
-    """The engine gives each hit's popularity; an item is built only when the answer looks at it."""
-    items = [it(f"i{n}", f"Star {n}", popularity=float(n)) for n in range(20)]
-    built: list[str] = []
+class LazyEngine(FakeEngine):
+    """Prefix hits that build their items only when read (the ids built, in order, in `built`), with the
+    items' popularity, and with their labels when `labels` is set."""
 
-    def loader(item: Item) -> Callable[[], Item]:
+    def __init__(self, items: list[Item], labels: bool = False) -> None:
+        super().__init__([], [], [])
+        self.items, self.labels = items, labels
+        self.built: list[str] = []
+
+    def _loader(self, item: Item) -> Callable[[], Item]:
         def load() -> Item:
-            built.append(item.id)
+            self.built.append(item.id)
             return item
 
         return load
 
-    class LazyEngine(FakeEngine):
-        def prefix_suggest(
-            self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
-        ) -> list[Hit]:
-            return [Hit(i.id, 1.0, load=loader(i), popularity=i.popularity) for i in items[:k]]
+    def prefix_suggest(
+        self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
+    ) -> list[Hit]:
+        label = ItemLabel.of if self.labels else lambda _: None
+        return [Hit(i.id, 1.0, load=self._loader(i), popularity=i.popularity, label=label(i)) for i in self.items[:k]]
 
-    engine = LazyEngine([], [], [])
+
+def test_suggest_ranks_by_the_hits_popularity_and_builds_only_the_items_it_looks_at() -> None:
+    """The engine gives each hit's popularity; an item is built only when the answer looks at it."""
+    engine = LazyEngine([it(f"i{n}", f"Star {n}", popularity=float(n)) for n in range(20)])
     s = Suggester(engine, "items", None, SuggestSettings(popularity_weight=1.0))  # type: ignore[arg-type]
     result = s.run("sta", size=2, completions=1)
     # the prior puts the most popular first, though the engine listed it last; two items were looked at
     assert [i.id for i in result.items] == ["i19", "i18"]
     assert [c.text for c in result.completions] == ["star 19"]
-    assert sorted(built) == ["i18", "i19"]
+    assert sorted(engine.built) == ["i18", "i19"]
 
 
 def test_with_the_engines_labels_only_the_items_shown_are_built() -> None:
@@ -366,27 +373,13 @@ def test_with_the_engines_labels_only_the_items_shown_are_built() -> None:
     five completions builds the two items the answer shows, and none of the rest."""
     titles = ["Star Wars", "Star Wars", "Star Trek", "Star Wars", "Stardust"]
     items = [it(f"i{n}", titles[n % 5], popularity=float(20 - n), available=n != 1) for n in range(20)]
-    built: list[str] = []
-
-    def loader(item: Item) -> Callable[[], Item]:
-        def load() -> Item:
-            built.append(item.id)
-            return item
-
-        return load
-
-    class LabelEngine(FakeEngine):
-        def prefix_suggest(
-            self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
-        ) -> list[Hit]:
-            return [Hit(i.id, 1.0, load=loader(i), popularity=i.popularity, label=ItemLabel.of(i)) for i in items[:k]]
-
-    s = Suggester(LabelEngine([], [], []), "items", None, SuggestSettings(popularity_weight=1.0))  # type: ignore[arg-type]
+    engine = LazyEngine(items, labels=True)
+    s = Suggester(engine, "items", None, SuggestSettings(popularity_weight=1.0))  # type: ignore[arg-type]
     result = s.run("sta", size=2, completions=5)
     assert [i.id for i in result.items] == ["i0", "i2"]  # i1 is unavailable, i3 a duplicate of i0
     assert [i.item.title for i in result.items] == ["Star Wars", "Star Trek"]
     assert [c.text for c in result.completions] == ["star wars", "star trek", "stardust"]
-    assert built == ["i0", "i2"]
+    assert engine.built == ["i0", "i2"]
 
 
 def test_a_held_vector_that_found_nothing_similar_is_not_searched_again_while_it_is_fresh() -> None:
