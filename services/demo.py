@@ -70,6 +70,10 @@ class Demo:
         started = time.monotonic()
         # `kill`, `docker stop` and service managers send SIGTERM: stop like Ctrl-C, so the worker goes too.
         signal.signal(signal.SIGTERM, _interrupt)
+        # Ctrl-C as well, even when started by a shell or job runner that ignores SIGINT (a non-interactive
+        # shell's background jobs do, and Python then leaves it ignored): the demo would not stop, and its
+        # worker, in a session of its own, would outlive whatever killed the demo.
+        signal.signal(signal.SIGINT, _interrupt)
         if self.options.stack:
             console.print("[bold]starting OpenSearch and Redis[/bold] (infra/services-up.sh)")
             subprocess.run(["bash", str(INFRA / "services-up.sh")], check=True)

@@ -67,13 +67,28 @@ def _wait_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> s
     raise AssertionError(f"the demo did not serve in {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Ctrl-C, as a user stops it; then the worker it started must be gone too (it runs in a session of its own,
+    so only the demo can stop it)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+    started = re.search(r"worker started \(pid (\d+)", log.read_text(errors="replace"))
+    if started is None:
+        return
+    worker = int(started.group(1))
+    deadline = time.monotonic() + 10  # the worker's pool processes may take a moment after it
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(worker, signal.SIGKILL)  # not left running after the test, whatever it asserts
+    raise AssertionError(f"the demo stopped but its worker (pid {worker}) did not")
 
 
 def test_the_demo_ingests_joins_trains_serves_and_restarts_on_what_it_built(tmp_path: Path) -> None:
@@ -144,7 +159,7 @@ def test_the_demo_ingests_joins_trains_serves_and_restarts_on_what_it_built(tmp_
         for_user = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1", "k": 10}, timeout=30).json()
         assert for_user["items"] and not set(seen) & {r["id"] for r in for_user["items"]}
     finally:
-        _stop(proc)
+        _stop(proc, first_log)
 
     second_log = tmp_path / "second.log"
     proc = _run_demo(data_dir, port, second_log)
@@ -159,4 +174,4 @@ def test_the_demo_ingests_joins_trains_serves_and_restarts_on_what_it_built(tmp_
         answer = httpx.post(again.group(1), json=body, timeout=30).json()
         assert answer["mode"] == "user" and answer["ranker"] == "lambdarank"
     finally:
-        _stop(proc)
+        _stop(proc, second_log)
