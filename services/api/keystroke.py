@@ -63,12 +63,12 @@ def keystroke_answer(state: Any, query_string: bytes) -> bytes | None:
     services = cast(LiveSearch, live).fresh() if live is not None else None
     if services is None:
         return None
+    settings = cast(ApiSettings, state.settings)
+    if not keystroke_path_on(settings):  # checked before any parsing: a server with the path off pays nothing
+        return None
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     given = dict(pairs)
     if len(given) != len(pairs):  # a repeated parameter: FastAPI's reading of it is the one that counts
-        return None
-    settings = cast(ApiSettings, state.settings)
-    if not keystroke_path_on(settings):
         return None
     try:
         return answer(services.suggester, SuggestParams.model_validate(given), settings.catalog)

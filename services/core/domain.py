@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,5 +222,4 @@ class ItemLabel:
 
     @classmethod
     def of(cls, item: Item) -> ItemLabel:
-        # Interned: the variants of one title (editions, formats) share one string in an engine's memory.
-        return cls(sys.intern(item.title), None if item.brand is None else sys.intern(item.brand), item.available)
+        return cls(item.title, item.brand, item.available)
