@@ -214,8 +214,10 @@ class IngestPipeline:
         live = {i: s for i, s in plan.states.items() if not s.deleted}
         gone = [i for i, s in plan.states.items() if s.deleted]
 
-        for state in plan.states.values():  # source of truth first: a reindex rebuilds from it
-            self._source.put(SourceRecord(state.item_id, state.version, state.deleted, state.item))
+        # source of truth first: a reindex rebuilds from it
+        self._source.put_many(
+            [SourceRecord(st.item_id, st.version, st.deleted, st.item) for st in plan.states.values()]
+        )
 
         embedded, engine_failures = 0, {}
         vectors_by_model: dict[str, dict[str, Vector]] = {}

@@ -70,6 +70,9 @@ class BlobSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(3, ge=1)
+    # Requests in flight at once when many blobs are written or read together (an ingestion batch's items, a
+    # rebuild's scan): each is a round trip, and one after the other they were most of a batch's time.
+    concurrency: int = Field(16, ge=1, le=128)
 
 
 class ModelRegistryStore(BlobSettings):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from services.core.errors import ValidationError
 from services.core.settings import BlobSettings, CoreSettings
@@ -15,11 +16,16 @@ from services.core.settings import BlobSettings, CoreSettings
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 
 @runtime_checkable
 class BlobStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
+    def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None: ...
     def get(self, key: str) -> bytes | None: ...
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str = "") -> Iterator[str]: ...
 
@@ -54,11 +60,18 @@ class LocalBlobStore:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+    def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        for key, data in blobs:  # a local write is no round trip: in turn (64 with fsync: 50 ms here)
+            self.put(key, data)
+
     def get(self, key: str) -> bytes | None:
         try:
             return (self._root / _check_key(key)).read_bytes()
         except FileNotFoundError:
             return None
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
 
     def delete(self, key: str) -> None:
         path = self._root / _check_key(key)
@@ -86,6 +99,7 @@ class S3BlobStore:
 
         self._bucket = settings.bucket
         self._prefix = settings.prefix
+        self._concurrency = settings.concurrency
         from botocore.config import Config
 
         self._client: Any = client or boto3.client(
@@ -94,6 +108,7 @@ class S3BlobStore:
                 connect_timeout=settings.connect_timeout_s,
                 read_timeout=settings.read_timeout_s,
                 retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
+                max_pool_connections=settings.concurrency,  # one kept connection per request in flight
             ),
             endpoint_url=settings.endpoint_url,
             region_name=settings.region,
@@ -111,6 +126,23 @@ class S3BlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         self._client.put_object(Bucket=self._bucket, Key=self._prefix + _check_key(key), Body=data)
+
+    def put_many(self, blobs: Sequence[tuple[str, bytes]]) -> None:
+        """Every blob written when this returns; the first failure is raised once the others have finished (what
+        was written stays written: each blob is whole or absent, as with `put` one after the other)."""
+        self._each(lambda blob: self.put(*blob), blobs)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self._each(self.get, keys)
+
+    def _each(self, call: Callable[[_T], _R], args: Sequence[_T]) -> list[_R]:
+        # S3 requests are round trips (13 ms each to the moto server here, tens of ms to a region): 64 in turn
+        # were 60% of an ingestion batch. A pool per call: a Celery worker forks, and a pool's threads do not.
+        if len(args) <= 1 or self._concurrency == 1:
+            return [call(a) for a in args]
+        with ThreadPoolExecutor(min(self._concurrency, len(args)), thread_name_prefix="blobs") as pool:
+            futures = [pool.submit(call, a) for a in args]
+        return [f.result() for f in futures]
 
     def get(self, key: str) -> bytes | None:
         try:
