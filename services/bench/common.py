@@ -270,6 +270,7 @@ class Timed:
     latencies_ms: list[float]
     statuses: list[int]
     wall_s: float
+    marked: list[bool] | None = None  # per request: whether its answer held the load's marker
 
     @property
     def errors(self) -> int:
@@ -339,12 +340,16 @@ def http_load(
     *,
     bodies: Sequence[str] | None = None,
     pause_s: float = 0.0,
+    marker: str | None = None,
 ) -> Timed:
     """GET each path (or with `bodies`, POST each its JSON body) from a second process on loopback
-    (`services.bench.load`), `concurrency` at a time, each client waiting `pause_s` after each answer."""
+    (`services.bench.load`), `concurrency` at a time, each client waiting `pause_s` after each answer;
+    `marker`: which answers' bodies hold that text (`Timed.marked`)."""
     request: dict[str, Any] = {"base_url": base_url, "paths": list(paths), "concurrency": concurrency}
     if pause_s > 0:
         request["pause_s"] = pause_s
+    if marker is not None:
+        request["marker"] = marker
     if bodies is not None:
         request |= {"method": "POST", "bodies": list(bodies)}
     spec = json.dumps(request)
@@ -360,7 +365,7 @@ def http_load(
     if proc.returncode != 0:
         raise RuntimeError(f"the load generator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
-    return Timed(out["latencies_ms"], out["statuses"], out["wall_s"])
+    return Timed(out["latencies_ms"], out["statuses"], out["wall_s"], out.get("marked"))
 
 
 # ---- reports -----------------------------------------------------------------------------------------------

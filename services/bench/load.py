@@ -3,7 +3,8 @@
     python -m services.bench.load < spec.json > result.json
 
 with a spec {"base_url", "paths", "concurrency"} (and for POSTs "method": "POST" and "bodies", one JSON text
-per path; "pause_s": each client's wait after an answer, untimed); it answers {"latencies_ms", "statuses", "wall_s"}.
+per path; "pause_s": each client's wait after an answer, untimed; "marker": a text whose presence in each answer's
+body is told back); it answers {"latencies_ms", "statuses", "wall_s"} (and "marked", one flag per path).
 
 Its client is lean, as wrk or hey are: one keep-alive HTTP/1.1 connection per thread, connected before the
 clock starts, a request written as one prebuilt line and the answer read by its Content-Length (or its
@@ -168,10 +169,15 @@ def main() -> None:
     elif bodies is not None:
         raise SystemExit("bodies are for POST")
 
+    marker: bytes | None = spec["marker"].encode() if spec.get("marker") else None
+    marked = [False] * len(paths)
+
     def call(i: int) -> int:
         client: KeepAliveClient = local.client
         # the whole body is read, as a client that uses the answer would
-        status, _ = client.get(paths[i]) if bodies is None else client.post(paths[i], bodies[i].encode())
+        status, body = client.get(paths[i]) if bodies is None else client.post(paths[i], bodies[i].encode())
+        if marker is not None:
+            marked[i] = marker in body
         return status
 
     result = run_concurrently(
@@ -179,7 +185,8 @@ def main() -> None:
     )
     for c in clients:
         c.close()
-    json.dump({"latencies_ms": result.latencies_ms, "statuses": result.statuses, "wall_s": result.wall_s}, sys.stdout)
+    out = {"latencies_ms": result.latencies_ms, "statuses": result.statuses, "wall_s": result.wall_s}
+    json.dump(out | ({"marked": marked} if marker is not None else {}), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class SuggestSettings(BaseModel):
     # popular title among close matches makes the leg's cut ("star": Star Wars, not only Star Kid); 0: text alone.
     prefix_popularity_weight: float = Field(0.2, ge=0)
     max_completion_words: int = Field(10, ge=1)
+    # Answers held for a keystroke asked again (most people's first letters are the same few), keyed by the
+    # text, size, filter, the vector the vector leg searches (none yet, an earlier keystroke's, its own) and the
+    # engine's state token, so that any write or alias move makes them unreachable. Only on an engine that gives
+    # such a token (the embedded one; not OpenSearch), and not an answer the vector leg missed by its budget.
+    # At most this many (0: none), each for at most `answer_cache_ttl_s`.
+    answer_cache: int = Field(2048, ge=0)
+    answer_cache_ttl_s: float = Field(60.0, gt=0)
 
     _check = field_validator("weights")(_non_negative)
 

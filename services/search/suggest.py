@@ -12,7 +12,8 @@ Three legs run side by side, with the filter `available = true` (and the caller'
           (latest wins), so the next keystroke or the completed word finds it. A held vector whose search
           found nothing above the floor is not searched again with the same filter for a while.
 Their lists are fused (weighted RRF), a popularity prior is added, duplicates removed. Completions are cut
-from the titles of the hits that match the typed words in order.
+from the titles of the hits that match the typed words in order. A keystroke asked again finds its answer
+held, while the engine's state token says nothing changed (`AnswerCache`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from rapidfuzz.distance import OSA
@@ -36,7 +37,8 @@ from services.core.embedding import Embedder
 from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance, suggest_parts
 from services.core.errors import ValidationError
 from services.core.filters import Filter, HiddenItems, only_visible, without_hidden
-from services.search.cache import CachingEmbedder
+from services.search.answer_cache import AnswerCache
+from services.search.cache import CacheInfo, CachingEmbedder
 from services.search.fusion import RRFFuser, fused_order_key
 from services.search.retrievers import candidates_from_hits
 from services.search.settings import SuggestSettings
@@ -74,6 +76,7 @@ class SuggestResult:
     items: list[SuggestedItem]
     legs: tuple[LegReport, ...]
     query_id: str
+    cached: bool = False  # held from an earlier request (its legs are those of the request that made it)
 
 
 def normalise_typed(text: str) -> str:
@@ -276,12 +279,15 @@ class Suggester:
         self._max_terms = max_terms
         self._fuser = RRFFuser(settings.rrf_k, settings.weights)
         self._empty_vectors = EmptyVectorSearches(settings.vector_empty_ttl_s)
+        self._answers: AnswerCache[SuggestResult] | None = (
+            AnswerCache(settings.answer_cache, settings.answer_cache_ttl_s) if settings.answer_cache else None
+        )
 
-    def _legs(
+    def _text_legs(
         self, typed: str, prefix: str | None, k: int, flt: Filter
-    ) -> tuple[list[tuple[str, Leg]], Leg | None, list[LegReport]]:
-        """The legs to run side by side, the fuzzy leg when it waits for the prefix leg's count (else it is
-        among the first), and reports of the legs left out (the vector leg, when no vector is held yet)."""
+    ) -> tuple[list[tuple[str, Leg]], Leg | None]:
+        """The text legs to run side by side, and the fuzzy leg when it waits for the prefix leg's count (else
+        it is among the first)."""
         s = self._settings
         w = s.prefix_popularity_weight
         legs: list[tuple[str, Leg]] = [
@@ -297,10 +303,16 @@ class Suggester:
             if not s.fuzzy_fallback:
                 legs.append((FUZZY, fuzzy))
                 fuzzy = None
-        query = typed.strip()
+        return legs, fuzzy
+
+    def _vector_plan(self, query: str, k: int, flt: Filter) -> tuple[Hashable, Leg | None, LegReport | None]:
+        """What the vector leg does for this text: what it searches (part of a held answer's key: the same text,
+        filter and index state searched the same way make the same answer), the leg if it runs, or the report
+        of why it does not. A text whose vector is not held yet is sent to be embedded in the background."""
+        s = self._settings
         embedder = self._embedder
         if embedder is None or len(query) < s.vector_min_chars:
-            return legs, fuzzy, []
+            return None, None, None
 
         def search(vec: Vector, text: str | None = None) -> list[Hit]:
             hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
@@ -311,8 +323,7 @@ class Suggester:
 
         if not isinstance(embedder, CachingEmbedder):
             # No cache to consult (a tool or a test with a bare model): embed on the request path.
-            legs.append((VECTOR, lambda: search(embedder.embed([query])[0])))
-            return legs, fuzzy, []
+            return "embedded now", (lambda: search(embedder.embed([query])[0])), None
         held = next(
             ((t, v) for t in vector_keys(query, s.vector_min_chars) if (v := embedder.cached(t)) is not None), None
         )
@@ -320,17 +331,16 @@ class Suggester:
             embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
         if held is None:
             return (
-                legs,
-                fuzzy,
-                [LegReport(VECTOR, 0, 0.0, "query vector not cached yet (embedding it)", "no_query_vector")],
+                "no vector",
+                None,
+                LegReport(VECTOR, 0, 0.0, "query vector not cached yet (embedding it)", "no_query_vector"),
             )
         text, vec = held
         age = self._empty_vectors.seconds_since(text, flt)
         if age is not None:
             why = f"the vector of {text!r} found nothing above {s.vector_min_score:g} {age:.0f} s ago"
-            return legs, fuzzy, [LegReport(VECTOR, 0, 0.0, why, "vector_found_nothing")]
-        legs.append((VECTOR, lambda: search(vec, text)))
-        return legs, fuzzy, []
+            return ("found nothing", text), None, LegReport(VECTOR, 0, 0.0, why, "vector_found_nothing")
+        return ("searched", text), (lambda: search(vec, text)), None
 
     def run(
         self,
@@ -353,7 +363,17 @@ class Suggester:
         k = max(self._settings.depth, size)
         # the hide rules' items are left out inside every leg, as unavailable ones are (a takedown holds here too)
         visible = only_visible(without_hidden(filter, self._hidden, typed.strip()))
-        legs, fuzzy, left_out = self._legs(typed, prefix, k, visible)
+        vector_plan, vector_leg, vector_left_out = self._vector_plan(typed.strip(), k, visible)
+        # The key is taken before the legs run: a write landing meanwhile changes the token, so an answer
+        # that may have seen it is never held under the token from before it. The vector leg's plan is in it:
+        # once the text's own vector is embedded, the answer made with an earlier keystroke's is not served.
+        held_as = self._answer_key(typed, size, completions, visible, vector_plan)
+        if held_as is not None and self._answers is not None and (held := self._answers.get(held_as)) is not None:
+            return replace(held, query_id=query_id or new_query_id(), cached=True)
+        legs, fuzzy = self._text_legs(typed, prefix, k, visible)
+        if vector_leg is not None:
+            legs.append((VECTOR, vector_leg))
+        left_out = [vector_left_out] if vector_left_out is not None else []
 
         runs = self._run_legs(legs)
         if fuzzy is not None:
@@ -403,7 +423,31 @@ class Suggester:
                     seen_texts.add(done)
                     found.append(Completion(done, score))
         reports = (*(report for _, report in runs), *left_out)
-        return SuggestResult(typed, found, items, reports, query_id or new_query_id())
+        result = SuggestResult(typed, found, items, reports, query_id or new_query_id())
+        # An answer the vector leg missed by its budget is not held: the next one may not miss it.
+        if held_as is not None and self._answers is not None and all(r.reason != "over_budget" for r in reports):
+            self._answers.put(held_as, result)
+        return result
+
+    def _answer_key(
+        self, typed: str, size: int, completions: int, visible: Filter, vector_plan: Hashable
+    ) -> Hashable | None:
+        """What a held answer is found by, or None when none may be held (no cache, an engine without a
+        state token, a filter value that cannot be hashed)."""
+        if self._answers is None:
+            return None
+        token = self._engine.state_token(self._alias)
+        if token is None:
+            return None
+        key = (typed, size, completions, visible, vector_plan, token)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def answer_cache_info(self) -> CacheInfo | None:
+        return None if self._answers is None else self._answers.info()
 
     def _run_legs(self, legs: Sequence[tuple[str, Leg]]) -> list[tuple[list[Hit], LegReport]]:
         """Every leg side by side: the text legs to the end, the vector leg within its budget after them."""

@@ -106,6 +106,37 @@ class EngineContract:
         assert [h.id for h in engine.prefix_suggest(alias, "catalog ent", k=5, version=new.version)] == ["item-2"]
         assert [h.id for h in engine.keyword_search(alias, "catalog entry", k=5)] == ["item-1"]
 
+    def test_a_state_token_changes_with_every_write_and_move_of_the_alias(
+        self, engine: SearchEngine, alias: str
+    ) -> None:
+        """Callers hold answers on it (suggest): an engine gives a token only if no write or alias move keeps it,
+        and None otherwise, for good."""
+        self.write(engine, alias, [doc(1), doc(2)])
+        first = engine.state_token(alias)
+        if first is None:
+            self.write(engine, alias, [doc(3)])
+            assert engine.state_token(alias) is None
+            return
+        assert engine.state_token(alias) == first  # unchanged while nothing is written
+        seen = [first]
+        live = engine.live_version(alias)
+        assert live is not None
+        new = engine.create_version(alias, dimension=DIM, model_id="test-model")
+        for change in (
+            lambda: self.write(engine, alias, [doc(3)]),
+            lambda: self.write(engine, alias, [doc(1, "Renamed entry")]),
+            lambda: engine.delete(alias, ["item-2"]),
+            lambda: engine.point_alias(alias, new.version),
+        ):
+            change()
+            token = engine.state_token(alias)
+            assert token not in seen
+            seen.append(token)
+        assert engine.state_token(alias, version=live.version) == seen[-2]  # a named version keeps its own
+        assert engine.upsert(alias, [doc(4)], version=live.version).ok
+        assert engine.state_token(alias) == seen[-1]  # a write to a version that is not live
+        assert engine.state_token(alias, version=live.version) not in seen
+
     def test_copy_version_copies_documents_with_their_vectors(self, engine: SearchEngine, alias: str) -> None:
         self.write(engine, alias, [doc(i) for i in range(120)])
         live = engine.live_version(alias)

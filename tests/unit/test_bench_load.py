@@ -127,6 +127,16 @@ def test_the_load_process_reports_each_status_and_latency(server: tuple[str, int
     timed = http_load(f"http://{host}:{port}", ["/a", "/missing", "/chunked", "/b"], concurrency=2)
     assert sorted(timed.statuses) == [200, 200, 200, 404]
     assert len(timed.latencies_ms) == 4 and all(ms > 0 for ms in timed.latencies_ms)
+    assert timed.marked is None  # nothing asked of the bodies
+
+
+def test_the_load_process_tells_which_answers_hold_a_marker(server: tuple[str, int]) -> None:
+    host, port = server
+    bodies = ['{"n":1}', '{"cached":true}', '{"cached":false}']
+    timed = http_load(
+        f"http://{host}:{port}", ["/e1", "/e2", "/e3"], concurrency=2, bodies=bodies, marker='"cached":true'
+    )
+    assert timed.marked == [False, True, False]  # in the order of the paths, whichever client sent each
 
 
 def test_a_post_sends_its_body_and_is_never_sent_twice(server: tuple[str, int]) -> None:

@@ -231,6 +231,20 @@ def test_hits_carry_their_items_labels_without_building_the_items(
         built.clear()
 
 
+def test_the_state_token_follows_another_process_writes(tmp_path: Path) -> None:
+    """A reader's token changes once another process has written, without an explicit refresh: the token
+    catches up with the store as a query does."""
+    writer = _fresh(tmp_path)
+    writer.upsert("items", [doc(1)])
+    reader = _engine(tmp_path)
+    before = reader.state_token("items")
+    assert reader.state_token("items") == before
+    writer.delete("items", ["item-1"])
+    after = reader.state_token("items")
+    assert after != before and after == writer.state_token("items")
+    assert reader.prefix_suggest("items", "catalog", k=5) == []
+
+
 def test_a_hit_without_a_given_label_reads_it_off_its_item() -> None:
     loads: list[str] = []
 

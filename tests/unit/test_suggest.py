@@ -86,6 +86,10 @@ class FakeEngine:
     def __init__(self, prefix: list[Item], fuzzy: list[Item], vector: list[tuple[Item, float]]) -> None:
         self._prefix, self._fuzzy, self._vector = prefix, fuzzy, vector
         self.calls: list[tuple[str, str, Filter | None]] = []
+        self.token: object = None  # no state token (as OpenSearch): no answer is held
+
+    def state_token(self, alias: str) -> object:
+        return self.token
 
     def prefix_suggest(
         self, alias: str, text: str, *, k: int, filter: Filter | None = None, popularity_weight: float = 0.2
@@ -449,3 +453,87 @@ def test_a_vector_leg_past_its_budget_is_left_out_with_its_reason() -> None:
     (leg,) = [g for g in result.legs if g.name == "vector"]
     assert (leg.hits, leg.reason, leg.skipped) == (0, "over_budget", "over its 5 ms budget")
     assert 5 <= leg.ms < 300
+
+
+def _prefix_calls(engine: FakeEngine) -> int:
+    return sum(c[0] == "prefix" for c in engine.calls)
+
+
+def test_a_keystroke_asked_again_gets_the_held_answer_until_the_engine_state_changes() -> None:
+    engine = FakeEngine(prefix=[it("a", "Godfather"), it("b", "Godfather Part II")], fuzzy=[], vector=[])
+    engine.token = (1, 10)  # a version and its last applied change, as the embedded engine gives
+    s = Suggester(engine, "items", None, SuggestSettings())  # type: ignore[arg-type]
+    first, again = s.run("god"), s.run("god")
+    assert (first.cached, again.cached) == (False, True)
+    assert (again.items, again.completions, again.legs) == (first.items, first.completions, first.legs)
+    assert again.query_id != first.query_id  # every answer is its own, for the interactions that quote it
+    assert _prefix_calls(engine) == 1
+    # another size, filter or text is another answer
+    assert not s.run("god", size=2).cached and not s.run("God").cached
+    assert not s.run("god", filter=Term("brand", "acme")).cached
+    assert _prefix_calls(engine) == 4
+    engine.token = (1, 11)  # a write: nothing held before it is served
+    assert not s.run("god").cached and _prefix_calls(engine) == 5
+    assert s.run("god").cached and _prefix_calls(engine) == 5
+    info = s.answer_cache_info()
+    assert info is not None and (info.hits, info.size) == (2, 5)
+
+
+def test_no_answer_is_held_without_a_state_token_or_with_the_cache_off() -> None:
+    engine = FakeEngine(prefix=[it("a", "Godfather")], fuzzy=[], vector=[])
+    s = Suggester(engine, "items", None, SuggestSettings())  # type: ignore[arg-type]
+    assert not s.run("god").cached and not s.run("god").cached  # no token (OpenSearch): nothing says "unchanged"
+    engine.token = 1
+    off = Suggester(engine, "items", None, SuggestSettings(answer_cache=0))  # type: ignore[arg-type]
+    assert not off.run("god").cached and not off.run("god").cached
+    assert off.answer_cache_info() is None and _prefix_calls(engine) == 4
+
+
+def test_an_answer_made_with_an_earlier_keystrokes_vector_is_held_only_until_the_texts_own_is() -> None:
+    """While "alie"'s vector is being embedded, the vector of "ali" stands in, and asking "alie" again gets that
+    answer held (its vector still asked for). Once "alie"'s own vector is held, the answer is made anew with it."""
+    engine = FakeEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
+    engine.token = 1
+    model = GatedEmbedder()
+    model.gate.set()
+    cached = CachingEmbedder(model)
+    cached.embed(["ali"])
+    model.gate.clear()
+    model.started.clear()
+    s = Suggester(engine, "items", cached, SuggestSettings(vector_embed_idle_ms=0))  # type: ignore[arg-type]
+    early, early_again = s.run("alie"), s.run("alie")
+    assert [i.id for i in early.items] == ["a", "b"] and (early.cached, early_again.cached) == (False, True)
+    assert model.started.wait(10)  # "alie" is being embedded meanwhile
+    model.gate.set()
+    for _ in range(1000):
+        if cached.cached("alie") is not None:
+            break
+        time.sleep(0.01)
+    made, held = s.run("alie"), s.run("alie")
+    cached.close()
+    assert (made.cached, held.cached) == (False, True)
+    assert sum(c[0] == "vector" for c in engine.calls) == 2  # the stand-in's search, then the text's own
+
+
+def test_an_answer_whose_vector_leg_ran_over_budget_is_not_held() -> None:
+    engine = SlowVectorEngine(prefix=[it("a", "Alien")], fuzzy=[], vector=[(it("b", "Aliens"), 0.9)])
+    engine.token = 1
+    with ThreadPoolExecutor(3) as pool:
+        s = Suggester(engine, "items", FakeEmbedder(), SuggestSettings(vector_budget_ms=5), executor=pool)  # type: ignore[arg-type]
+        first, second = s.run("alien"), s.run("alien")
+    assert any(leg.reason == "over_budget" for leg in first.legs)
+    assert not second.cached
+
+
+def test_held_answers_age_out_and_the_least_recent_goes_first() -> None:
+    from services.search.answer_cache import AnswerCache
+
+    now = [0.0]
+    cache: AnswerCache[str] = AnswerCache(maxsize=2, ttl_s=60, clock=lambda: now[0])
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.get("a") == "A"  # "a" is now the most recent
+    cache.put("c", "C")
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, "A", "C")
+    now[0] = 60.5
+    assert cache.get("a") is None and cache.info().size == 1

@@ -56,6 +56,9 @@ class SuggestResponse(BaseModel):
     completions: list[CompletionOut]
     items: list[SuggestItemOut]
     legs: list[LegOut] = Field(description="Each leg's hits and time; a vector leg over its budget says so.")
+    cached: bool = Field(
+        False, description="Held from an earlier request of the same text and filter, made since the last write."
+    )
 
     @staticmethod
     def json_of(result: SuggestResult) -> bytes:
@@ -77,6 +80,7 @@ class SuggestResponse(BaseModel):
                     {"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped, "reason": g.reason}
                     for g in result.legs
                 ],
+                "cached": result.cached,
             }
         )
 

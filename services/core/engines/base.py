@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, auto
@@ -194,6 +194,9 @@ class SearchEngine(Protocol):
     `top_by_field` lists items by a number or date field, highest first, then items without a value (no text,
     no vector: what a cold start shows before any interaction is known); `Hit.score` is the value (a date's
     as epoch seconds), 0.0 for an item without one. Ties keep an order that is stable between calls.
+    `state_token` is a value that differs whenever what a query of the alias (or of `version`) may find has
+    changed: a write by any process, a move of the alias. None where the engine cannot tell without querying
+    (OpenSearch shows writes at its own refresh); a caller then holds no answers for later.
     `keyword_search(terms=...)` adds weighted words to the text (query expansion): each word is searched over
     the same fields and boosts and its score counts `weight` times, the text's own words once; a document
     that matches only an added word is found too (an expanded query is a disjunction).
@@ -220,6 +223,7 @@ class SearchEngine(Protocol):
         self, alias: str, source: int, target: int, *, progress: Callable[[int, int], bool] | None = None
     ) -> int: ...
     def refresh(self, alias: str, *, version: int | None = None) -> None: ...
+    def state_token(self, alias: str, *, version: int | None = None) -> Hashable | None: ...
     def scan(
         self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
     ) -> Iterator[list[StoredDocument]]: ...

@@ -6,7 +6,7 @@ hit exactly that version even if the alias moves to a version of another model m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from services.core.engines.base import SUGGEST_POPULARITY_WEIGHT, Hit, SearchEngine, StoredDocument, Vector
@@ -55,6 +55,9 @@ class PinnedEngine:
         return self._engine.prefix_suggest(
             alias, text, k=k, filter=filter, version=self._v(alias, version), popularity_weight=popularity_weight
         )
+
+    def state_token(self, alias: str, *, version: int | None = None) -> Hashable | None:
+        return self._engine.state_token(alias, version=self._v(alias, version))
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -281,6 +281,13 @@ class EmbeddedEngine:
         if query.shape[0] != index.dimension or not np.all(np.isfinite(query)):
             raise ValidationError("vector", f"must be {index.dimension} finite numbers")
         return self._hits(index, index.vectors.search(normalise(query), k, index.mask(filter)))
+
+    def state_token(self, alias: str, *, version: int | None = None) -> Hashable | None:
+        """(version, last change applied), after catching up with other processes' writes, as a query does."""
+        number = self._live_number(alias) if version is None else version
+        if number is None:
+            raise IndexNotFoundError(f"alias {alias!r} does not point at any version")
+        return number, self._version(alias, number).applied_seq
 
     def prefix_suggest(
         self,

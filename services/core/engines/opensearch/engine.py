@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -395,6 +395,10 @@ class OpenSearchEngine:
     def refresh(self, alias: str, *, version: int | None = None) -> None:
         index = self._name(alias, version)
         self._call(lambda: self._client.indices.refresh(index=index))
+
+    def state_token(self, alias: str, *, version: int | None = None) -> Hashable | None:
+        """None: a write shows at the index's next refresh, which no call here announces."""
+        return None
 
     def scan(
         self, alias: str, *, version: int | None = None, batch_size: int = 500, with_vectors: bool = True
