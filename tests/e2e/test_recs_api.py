@@ -21,7 +21,7 @@ from services.core.embedding import SentenceTransformerEmbedder
 from services.core.engines.base import Document
 from services.core.settings import OpenSearchSettings
 from services.recs.settings import RankerSettings, RecsSettings
-from tests.support.index import live_index
+from tests.support.index import drop_opensearch_indices, live_index
 from tests.support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -100,6 +100,8 @@ def live(
         runtime.close()
         engine.drop_alias(alias)
         engine.close()
+        if request.param == "opensearch":  # and its interactions indices
+            drop_opensearch_indices(os_settings.hosts[0], alias)
 
 
 def categories(result: dict[str, Any]) -> list[list[str]]:

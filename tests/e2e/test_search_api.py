@@ -22,7 +22,7 @@ from services.core.domain import Item
 from services.core.embedding import SentenceTransformerEmbedder
 from services.core.engines.base import Document, SearchEngine
 from services.core.settings import OpenSearchSettings
-from tests.support.index import live_index
+from tests.support.index import drop_opensearch_indices, live_index
 from tests.support.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -119,6 +119,8 @@ def live(
     finally:
         engine.drop_alias(alias)
         engine.close()
+        if request.param == "opensearch":  # and its interactions indices
+            drop_opensearch_indices(os_settings.hosts[0], alias)
 
 
 def ids(body: dict[str, Any]) -> list[str]:

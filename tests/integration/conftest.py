@@ -15,6 +15,7 @@ import pytest
 from indexer.ledger import EventLedger, EventState
 from services.core.engines.opensearch import OpenSearchEngine
 from services.core.settings import CoreSettings, OpenSearchSettings
+from tests.support.index import drop_opensearch_indices
 from tests.support.processes import ApiServer, Worker
 
 REDIS_URL = os.environ.get("TRAWL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -58,10 +59,11 @@ def stack_up() -> None:
 
 
 @pytest.fixture
-def stack_env(stack_up: None, tmp_path: Path) -> dict[str, str]:
-    """Settings of one test's deployment on the real stack: its own alias, queues, bucket and data dir."""
+def stack_env(stack_up: None, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Settings of one test's deployment on the real stack: its own alias, queues, bucket and data dir. Its
+    indices are dropped afterwards."""
     tag = uuid.uuid4().hex[:10]
-    return {
+    yield {
         "TRAWL_ENGINE": "opensearch",
         "TRAWL_OPENSEARCH__HOSTS": f'["{OPENSEARCH_URL}"]',
         "TRAWL_INDEX_ALIAS": f"it-{tag}",
@@ -76,6 +78,7 @@ def stack_env(stack_up: None, tmp_path: Path) -> dict[str, str]:
         "TRAWL_BLOBS__SECRET_ACCESS_KEY": "test",
         "TRAWL_PIPELINE__RECONCILE_EVERY_S": "2",
     }
+    drop_opensearch_indices(OPENSEARCH_URL, f"it-{tag}")
 
 
 @pytest.fixture

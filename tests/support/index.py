@@ -18,3 +18,17 @@ def live_index(settings: CoreSettings, embedder: Embedder, documents: list[Docum
     assert result.ok, result.failed[:3]
     engine.refresh(settings.index_alias)
     return engine
+
+
+def drop_opensearch_indices(url: str, alias: str) -> None:
+    """Every index a test's deployment made on the node: the alias's versions and its interactions indices
+    (`<alias>-…`). Left behind, they pile up on a developer's node over runs, and a node restart (the chaos
+    test's) took 51 s with ~500 of them against 12 s with one. The alias is uuid-tagged: the pattern is its own."""
+    import contextlib
+    import urllib.error
+    import urllib.request
+
+    query = "expand_wildcards=all&ignore_unavailable=true"
+    request = urllib.request.Request(f"{url}/{alias}-*?{query}", method="DELETE")
+    with contextlib.suppress(urllib.error.URLError, OSError):  # a node that is down keeps them
+        urllib.request.urlopen(request, timeout=30).close()
