@@ -1,9 +1,9 @@
-"""Recent answers, for a request asked again: "t", "th", "the " start thousands of queries a minute, and each
-costs the engine its widest prefix queries (a one-letter prefix matches a fifth of the catalog).
+"""Recent answers, for a request asked again: "t", "th", "the " start most people's queries, and a one-letter
+prefix is among the engine's widest queries (2.1 ms at p50 at 100k items, against 0.8-1.1 for 3-6 characters).
 
 What keeps a held answer right is its key, not this class: the suggester puts the engine's state token in it
 (`SearchEngine.state_token`), so that any write or alias move makes the answers before it unreachable. The
-time limit covers what a key cannot see (the suggester's memory of empty vector searches ages out too).
+time limit is a bound on any answer's life besides.
 """
 
 from __future__ import annotations
