@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ class CachingEmbedder:
         # Background embedding: one text in flight and one waiting; a newer request replaces the waiting one,
         # so fast typing never queues up embeddings of prefixes nobody will ask for again.
         self._wanted: str | None = None
+        self._then: Callable[[Vector], None] | None = None  # what to do with the waiting text's vector
         self._start_at = 0.0  # monotonic time the waiting text may start
         self._wake = threading.Condition(self._lock)
         self._worker: threading.Thread | None = None
@@ -73,15 +74,17 @@ class CachingEmbedder:
                 self._hits += 1
             return vec
 
-    def embed_later(self, text: str, *, idle_s: float = 0.0) -> None:
+    def embed_later(self, text: str, *, idle_s: float = 0.0, then: Callable[[Vector], None] | None = None) -> None:
         """Have `text`'s vector cached soon, off the caller's thread. Latest wins: at most one embedding runs
         and one waits; a request made while another waits replaces it. With `idle_s`, the waiting text starts
         only once no newer request came for that long: a burst of keystrokes costs one embedding, at its end,
-        instead of a model kept busy beside the requests."""
+        instead of a model kept busy beside the requests. `then` is called with the vector on the same thread
+        once it is held (suggest searches it there, so the next keystroke finds its hits ready); a failure in
+        it is logged, as one of the embedding is."""
         with self._lock:
             if self._closed or not self._maxsize or text in self._entries:
                 return
-            waiting, self._wanted = self._wanted, text
+            waiting, self._wanted, self._then = self._wanted, text, then
             start_at, self._start_at = self._start_at, time.monotonic() + idle_s
             if self._worker is None:
                 self._worker = threading.Thread(target=self._warm, name="query-vector-warmer", daemon=True)
@@ -100,18 +103,20 @@ class CachingEmbedder:
                     self._wake.wait(None if self._wanted is None else max(self._start_at - time.monotonic(), 0))
                 if self._closed:
                     return
-                text, self._wanted = self._wanted, None
+                text, self._wanted, then, self._then = self._wanted, None, self._then, None
             if text is None:
                 continue
             try:
-                self.embed([text])
+                (vec,) = self.embed([text])
+                if then is not None:
+                    then(vec)
             except Exception:  # a failed warm-up only costs the vector leg of the next keystroke
-                log.exception("background embedding of a query failed")
+                log.exception("background work on the query %r failed", text)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._wanted = None
+            self._wanted, self._then = None, None
             self._wake.notify_all()
 
     def embed(self, texts: Sequence[str]) -> Vectors:

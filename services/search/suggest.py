@@ -282,6 +282,9 @@ class Suggester:
         self._answers: AnswerCache[SuggestResult] | None = (
             AnswerCache(settings.answer_cache, settings.answer_cache_ttl_s) if settings.answer_cache else None
         )
+        self._vector_hits: AnswerCache[tuple[Hit, ...]] | None = (
+            AnswerCache(settings.vector_hits_cache, settings.answer_cache_ttl_s) if settings.vector_hits_cache else None
+        )
 
     def _text_legs(
         self, typed: str, prefix: str | None, k: int, flt: Filter
@@ -305,30 +308,27 @@ class Suggester:
                 fuzzy = None
         return legs, fuzzy
 
-    def _vector_plan(self, query: str, k: int, flt: Filter) -> tuple[Hashable, Leg | None, LegReport | None]:
+    def _vector_plan(
+        self, query: str, k: int, flt: Filter, token: Hashable | None
+    ) -> tuple[Hashable, Leg | None, LegReport | None]:
         """What the vector leg does for this text: what it searches (part of a held answer's key: the same text,
         filter and index state searched the same way make the same answer), the leg if it runs, or the report
-        of why it does not. A text whose vector is not held yet is sent to be embedded in the background."""
+        of why it does not (or of the hits it holds). A text whose vector is not held yet is sent to be embedded
+        in the background, and its vector searched there, for the next keystroke."""
         s = self._settings
         embedder = self._embedder
         if embedder is None or len(query) < s.vector_min_chars:
             return None, None, None
-
-        def search(vec: Vector, text: str | None = None) -> list[Hit]:
-            hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
-            close = [h for h in hits if h.score >= s.vector_min_score]
-            if not close and text is not None:
-                self._empty_vectors.found_empty(text, flt)
-            return close
-
         if not isinstance(embedder, CachingEmbedder):
             # No cache to consult (a tool or a test with a bare model): embed on the request path.
-            return "embedded now", (lambda: search(embedder.embed([query])[0])), None
+            return "embedded now", (lambda: self._vector_search(embedder.embed([query])[0], None, k, flt, None)), None
         held = next(
             ((t, v) for t in vector_keys(query, s.vector_min_chars) if (v := embedder.cached(t)) is not None), None
         )
         if held is None or held[0] != query:
-            embedder.embed_later(query, idle_s=s.vector_embed_idle_ms / 1000)
+            embedder.embed_later(
+                query, idle_s=s.vector_embed_idle_ms / 1000, then=lambda vec: self._search_ahead(query, vec, k, flt)
+            )
         if held is None:
             return (
                 "no vector",
@@ -340,7 +340,49 @@ class Suggester:
         if age is not None:
             why = f"the vector of {text!r} found nothing above {s.vector_min_score:g} {age:.0f} s ago"
             return ("found nothing", text), None, LegReport(VECTOR, 0, 0.0, why, "vector_found_nothing")
-        return ("searched", text), (lambda: search(vec, text)), None
+        hits_key = self._hits_key(text, k, flt, token)
+        if hits_key is not None and self._vector_hits is not None and (ready := self._vector_hits.get(hits_key)):
+            return ("searched", text), (lambda: list(ready)), LegReport(VECTOR, len(ready), 0.0, held=True)
+        return ("searched", text), (lambda: self._vector_search(vec, text, k, flt, hits_key)), None
+
+    def _vector_search(
+        self, vec: Vector, text: str | None, k: int, flt: Filter, hits_key: Hashable | None
+    ) -> list[Hit]:
+        """The vector leg's search; what it found above the floor is held under `hits_key` (taken before the
+        search, as an answer's key is), and a search that found nothing is remembered as such."""
+        s = self._settings
+        hits = self._engine.vector_search(self._alias, vec, k=k, filter=flt)
+        close = [h for h in hits if h.score >= s.vector_min_score]
+        if not close and text is not None:
+            self._empty_vectors.found_empty(text, flt)
+        elif close and hits_key is not None and self._vector_hits is not None:
+            self._vector_hits.put(hits_key, tuple(close))
+        return close
+
+    def _search_ahead(self, text: str, vec: Vector, k: int, flt: Filter) -> None:
+        """On the embedder's thread, once `text`'s vector is held: search it now, while the typist pauses, so
+        that the next keystroke (which stands this vector in for its own) finds the hits ready."""
+        hits_key = self._hits_key(text, k, flt, self._state_token())
+        if hits_key is None or self._vector_hits is None or self._vector_hits.get(hits_key) is not None:
+            return
+        if self._empty_vectors.seconds_since(text, flt) is None:
+            self._vector_search(vec, text, k, flt, hits_key)
+
+    def _hits_key(self, text: str, k: int, flt: Filter, token: Hashable | None) -> Hashable | None:
+        if token is None or self._vector_hits is None:
+            return None
+        key = (text, k, flt, token)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def _state_token(self) -> Hashable | None:
+        """The engine's state token when something is held by it (None: nothing may be held)."""
+        if self._answers is None and self._vector_hits is None:
+            return None
+        return self._engine.state_token(self._alias)
 
     def run(
         self,
@@ -363,19 +405,26 @@ class Suggester:
         k = max(self._settings.depth, size)
         # the hide rules' items are left out inside every leg, as unavailable ones are (a takedown holds here too)
         visible = only_visible(without_hidden(filter, self._hidden, typed.strip()))
-        vector_plan, vector_leg, vector_left_out = self._vector_plan(typed.strip(), k, visible)
-        # The key is taken before the legs run: a write landing meanwhile changes the token, so an answer
-        # that may have seen it is never held under the token from before it. The vector leg's plan is in it:
-        # once the text's own vector is embedded, the answer made with an earlier keystroke's is not served.
-        held_as = self._answer_key(typed, size, completions, visible, vector_plan)
+        # The token is read before the legs run: a write landing meanwhile changes it, so an answer (or vector
+        # hits) that may have seen the write is never held under the token from before it.
+        token = self._state_token()
+        vector_plan, vector_leg, vector_report = self._vector_plan(typed.strip(), k, visible, token)
+        # The vector leg's plan is in the answer's key: once the text's own vector is embedded, the answer made
+        # with an earlier keystroke's is not served.
+        held_as = self._answer_key(typed, size, completions, visible, vector_plan, token)
         if held_as is not None and self._answers is not None and (held := self._answers.get(held_as)) is not None:
             return replace(held, query_id=query_id or new_query_id(), cached=True)
         legs, fuzzy = self._text_legs(typed, prefix, k, visible)
-        if vector_leg is not None:
+        held_vector = vector_report is not None and vector_report.held  # its hits are in hand: no thread to wait on
+        left_out = [vector_report] if vector_report is not None and not held_vector else []
+        if vector_leg is not None and not held_vector:
             legs.append((VECTOR, vector_leg))
-        left_out = [vector_left_out] if vector_left_out is not None else []
 
         runs = self._run_legs(legs)
+        if held_vector:
+            assert vector_leg is not None and vector_report is not None
+            legs.append((VECTOR, vector_leg))
+            runs.append((vector_leg(), vector_report))
         if fuzzy is not None:
             found_by_prefix = len(runs[0][0])
             if found_by_prefix < size:
@@ -430,14 +479,11 @@ class Suggester:
         return result
 
     def _answer_key(
-        self, typed: str, size: int, completions: int, visible: Filter, vector_plan: Hashable
+        self, typed: str, size: int, completions: int, visible: Filter, vector_plan: Hashable, token: Hashable | None
     ) -> Hashable | None:
         """What a held answer is found by, or None when none may be held (no cache, an engine without a
         state token, a filter value that cannot be hashed)."""
-        if self._answers is None:
-            return None
-        token = self._engine.state_token(self._alias)
-        if token is None:
+        if self._answers is None or token is None:
             return None
         key = (typed, size, completions, visible, vector_plan, token)
         try:

@@ -216,13 +216,14 @@ SkipReason = Literal["no_query_vector", "vector_found_nothing", "over_budget", "
 @dataclass(frozen=True, slots=True)
 class LegReport:
     """How one retriever did for a query: hits found and time taken, or why its hits were not used (in words,
-    and as a code)."""
+    and as a code). `held`: its hits come from an earlier search of the same query, index state unchanged."""
 
     name: str
     hits: int
     ms: float
     skipped: str | None = None
     reason: SkipReason | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

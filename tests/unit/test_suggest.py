@@ -409,7 +409,7 @@ def test_a_held_vector_that_found_nothing_similar_is_not_searched_again_while_it
     assert vector_calls() == 2
     close = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
     t = Suggester(close, "items", cached, settings)  # type: ignore[arg-type]
-    for typed in ("star w", "star wa"):  # a search that found hits is run on every keystroke
+    for typed in ("star w", "star wa"):  # no state token: a search that found hits is run on every keystroke
         assert [i.id for i in t.run(typed).items] == ["a", "b"]
     assert sum(1 for c in close.calls if c[0] == "vector") == 2
     cached.close()
@@ -509,9 +509,14 @@ def test_an_answer_made_with_an_earlier_keystrokes_vector_is_held_only_until_the
         if cached.cached("alie") is not None:
             break
         time.sleep(0.01)
+    for _ in range(1000):  # the vector of "alie" is searched on the embedder's thread once it is held
+        if sum(c[0] == "vector" for c in engine.calls) == 2:
+            break
+        time.sleep(0.01)
     made, held = s.run("alie"), s.run("alie")
     cached.close()
     assert (made.cached, held.cached) == (False, True)
+    assert next(g for g in made.legs if g.name == "vector").held  # made anew, with the hits searched ahead
     assert sum(c[0] == "vector" for c in engine.calls) == 2  # the stand-in's search, then the text's own
 
 
@@ -537,3 +542,97 @@ def test_held_answers_age_out_and_the_least_recent_goes_first() -> None:
     assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, "A", "C")
     now[0] = 60.5
     assert cache.get("a") is None and cache.info().size == 1
+
+
+def _vector_calls(engine: FakeEngine) -> int:
+    return sum(c[0] == "vector" for c in engine.calls)
+
+
+def _wait_for(done: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if done():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the background work never finished")
+
+
+def test_the_keystrokes_that_share_a_held_vector_share_its_search_until_the_state_changes() -> None:
+    cached = CachingEmbedder(FakeEmbedder())
+    cached.embed(["star"])  # "star w", "star wa", ... all stand this vector in for their own
+    engine = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
+    engine.token = (1, 10)
+    settings = SuggestSettings(answer_cache=0, vector_embed_idle_ms=600_000)  # nothing embedded meanwhile
+    s = Suggester(engine, "items", cached, settings)  # type: ignore[arg-type]
+    first, second = s.run("star w"), s.run("star wa")
+    assert [i.id for i in first.items] == [i.id for i in second.items] == ["a", "b"]
+    assert "vector" in second.items[1].sources
+    (leg,) = [g for g in second.legs if g.name == "vector"]
+    assert (leg.held, leg.hits, leg.skipped) == (True, 1, None)
+    assert not next(g for g in first.legs if g.name == "vector").held
+    assert _vector_calls(engine) == 1
+    s.run("star wa", filter=Term("brand", "x"))  # another filter: another search
+    assert _vector_calls(engine) == 2
+    engine.token = (1, 11)  # a write: the hits searched before it are not used
+    third = s.run("star war")
+    assert not next(g for g in third.legs if g.name == "vector").held and _vector_calls(engine) == 3
+    off = Suggester(engine, "items", cached, settings.model_copy(update={"vector_hits_cache": 0}))  # type: ignore[arg-type]
+    off.run("star w")
+    off.run("star wa")
+    cached.close()
+    assert _vector_calls(engine) == 5
+
+
+def test_a_vector_embedded_while_the_typist_pauses_is_searched_there_for_the_next_keystroke() -> None:
+    model = GatedEmbedder()
+    model.gate.set()
+    cached = CachingEmbedder(model)
+    engine = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
+    engine.token = 1
+    with ThreadPoolExecutor(3) as pool:
+        s = Suggester(engine, "items", cached, SuggestSettings(answer_cache=0, vector_embed_idle_ms=0), executor=pool)  # type: ignore[arg-type]
+        s.run("star")  # no vector yet: embedded in the background, then searched there
+        _wait_for(lambda: _vector_calls(engine) == 1)
+        assert cached.cached("star") is not None
+        nxt = s.run("star w")  # stands the vector of "star" in: its hits are ready, nothing searched now
+        (leg,) = [g for g in nxt.legs if g.name == "vector"]
+        assert (leg.held, leg.hits, leg.ms) == (True, 1, 0.0)
+        assert [i.id for i in nxt.items] == ["a", "b"]
+        assert _vector_calls(engine) == 1
+        # "star w" went to the embedder in turn; once it and its search are done, a write makes them stale
+        _wait_for(lambda: _vector_calls(engine) == 2)
+        engine.token = 2
+        model.gate.clear()  # "star wa" waits at the model, so that only the keystroke searches now
+        later = s.run("star wa")
+        assert not next(g for g in later.legs if g.name == "vector").held and _vector_calls(engine) == 3
+        model.gate.set()
+    cached.close()
+    assert model.texts[:2] == ["star", "star w"]
+
+
+def test_nothing_is_searched_ahead_without_a_state_token() -> None:
+    cached = CachingEmbedder(FakeEmbedder())
+    engine = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
+    s = Suggester(engine, "items", cached, SuggestSettings(vector_embed_idle_ms=0))  # type: ignore[arg-type]
+    s.run("star")
+    _wait_for(lambda: cached.cached("star") is not None)
+    time.sleep(0.1)  # room for a search ahead, were there one
+    assert _vector_calls(engine) == 0  # OpenSearch shows a write at its refresh: hits held could be stale
+    cached.close()
+
+
+def test_a_failure_after_a_background_embedding_is_logged_and_the_next_text_still_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cached = CachingEmbedder(FakeEmbedder())
+
+    def boom(vec: np.ndarray) -> None:
+        raise RuntimeError("engine down")
+
+    got: list[np.ndarray] = []
+    cached.embed_later("alien", then=boom)
+    _wait_for(lambda: cached.cached("alien") is not None)
+    cached.embed_later("aliens", then=got.append)
+    _wait_for(lambda: bool(got))
+    cached.close()
+    assert got[0].shape == (2,)
+    assert any("engine down" in (r.exc_text or "") or "alien" in r.getMessage() for r in caplog.records)

@@ -120,10 +120,15 @@ class LegOut(BaseModel):
         "vector_found_nothing (its held vector found nothing above the floor a moment ago), over_budget, "
         "prefix_found_enough (the prefix leg filled the answer, no typo to forgive).",
     )
+    held: bool = Field(
+        False,
+        description="Its hits were found by an earlier search of the same query vector and filter, with no write "
+        "since (suggest's vector leg, searched while the typist paused).",
+    )
 
     @classmethod
     def of(cls, leg: LegReport) -> LegOut:
-        return cls(name=leg.name, hits=leg.hits, ms=leg.ms, skipped=leg.skipped, reason=leg.reason)
+        return cls(name=leg.name, hits=leg.hits, ms=leg.ms, skipped=leg.skipped, reason=leg.reason, held=leg.held)
 
 
 class SearchExplain(BaseModel):

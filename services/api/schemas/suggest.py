@@ -77,7 +77,14 @@ class SuggestResponse(BaseModel):
                     {"id": i.id, "score": i.score, "sources": i.sources, "item": _summary(i.item)} for i in result.items
                 ],
                 "legs": [
-                    {"name": g.name, "hits": g.hits, "ms": g.ms, "skipped": g.skipped, "reason": g.reason}
+                    {
+                        "name": g.name,
+                        "hits": g.hits,
+                        "ms": g.ms,
+                        "skipped": g.skipped,
+                        "reason": g.reason,
+                        "held": g.held,
+                    }
                     for g in result.legs
                 ],
                 "cached": result.cached,
