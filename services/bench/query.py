@@ -351,6 +351,8 @@ class Measure:
 
 def leg_outcome(leg: LegReport) -> str:
     """A leg report in a few words that can be counted: by its reason code (the words name the typed text)."""
+    if leg.held:
+        return f"{leg.name}: hits held from an earlier search of its vector"
     if leg.skipped is None:
         return f"{leg.name}: ran, found items" if leg.hits else f"{leg.name}: ran, found nothing"
     return f"{leg.name}: skipped, {SKIPPED_BECAUSE.get(leg.reason, leg.reason or 'no reason given')}"
