@@ -9,8 +9,10 @@ Three legs run side by side, with the filter `available = true` (and the caller'
   vector  k-NN on the query vector, skipped for 1–2 characters, weak hits dropped. The model never runs on
           a keystroke's path: the leg runs when the cache already holds the vector of the text, or of an
           earlier keystroke of the word being typed; on a miss the text is embedded in the background
-          (latest wins), so the next keystroke or the completed word finds it. A held vector whose search
-          found nothing above the floor is not searched again with the same filter for a while.
+          (latest wins), so the next keystroke or the completed word finds it, and searched right there,
+          so it finds the hits too: the keystrokes that stand one held vector in for their own share its
+          search (held by the engine's state token, as answers are). A held vector whose search found
+          nothing above the floor is not searched again with the same filter for a while.
 Their lists are fused (weighted RRF), a popularity prior is added, duplicates removed. Completions are cut
 from the titles of the hits that match the typed words in order. A keystroke asked again finds its answer
 held, while the engine's state token says nothing changed (`AnswerCache`).
