@@ -254,6 +254,16 @@ class EmptyVectorSearches:
         return text, flt
 
 
+def _hashable(key: tuple[object, ...]) -> Hashable | None:
+    """The key itself, or None when a part of it cannot be hashed (a filter with a list for a value): what
+    cannot be found again is never held."""
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _timed(name: str, leg: Leg) -> tuple[list[Hit], LegReport]:
     start = time.perf_counter()
     hits = leg()
@@ -373,12 +383,7 @@ class Suggester:
     def _hits_key(self, text: str, k: int, flt: Filter, token: Hashable | None) -> Hashable | None:
         if token is None or self._vector_hits is None:
             return None
-        key = (text, k, flt, token)
-        try:
-            hash(key)
-        except TypeError:
-            return None
-        return key
+        return _hashable((text, k, flt, token))
 
     def _state_token(self) -> Hashable | None:
         """The engine's state token when something is held by it (None: nothing may be held)."""
@@ -487,12 +492,7 @@ class Suggester:
         state token, a filter value that cannot be hashed)."""
         if self._answers is None or token is None:
             return None
-        key = (typed, size, completions, visible, vector_plan, token)
-        try:
-            hash(key)
-        except TypeError:
-            return None
-        return key
+        return _hashable((typed, size, completions, visible, vector_plan, token))
 
     def answer_cache_info(self) -> CacheInfo | None:
         return None if self._answers is None else self._answers.info()
