@@ -399,7 +399,8 @@ def in_process_measures(
         suggest_legs.update(leg_outcome(g) for g in services.suggester.run(text).legs)
         return 200
 
-    # The same suggester with no answers held: every keystroke answered anew, as on a first visit.
+    # The same suggester with no answers held: every keystroke answered anew, as on a first visit (the vector
+    # leg's hits may still be held, as for the API's answers made anew).
     no_held = search.model_copy(update={"suggest": suggest.model_copy(update={"answer_cache": 0})})
     fresh = build_search_services(settings, no_held, PinnedEngine(engine, alias, version), embedder)
 

@@ -53,6 +53,10 @@ class AnswerCache(Generic[V]):
             while len(self._entries) > self._maxsize:
                 self._entries.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def info(self) -> CacheInfo:
         with self._lock:
             return CacheInfo(self._hits, self._misses, len(self._entries), self._maxsize)

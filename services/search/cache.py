@@ -108,10 +108,12 @@ class CachingEmbedder:
                 continue
             try:
                 (vec,) = self.embed([text])
-                if then is not None:
+                with self._lock:
+                    closed = self._closed  # closed meanwhile: what `then` would use may be closed too
+                if then is not None and not closed:
                     then(vec)
             except Exception:  # a failed warm-up only costs the vector leg of the next keystroke
-                log.exception("background work on the query %r failed", text)
+                log.exception("background work on a query vector failed")
 
     def close(self) -> None:
         with self._lock:

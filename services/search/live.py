@@ -118,6 +118,7 @@ class LiveSearch:
                 embedder = self._embedders.get(live.model_id) if self._embedders else None
                 services = self._build(PinnedEngine(self._engine, self._alias, live.version), embedder)
                 if self._current is not None:
+                    self._current[1].retire()
                     self._retired.append(self._current[1])  # requests in flight may still use it
                 self._current = (live.version, services)
             return self._current[1]

@@ -35,6 +35,13 @@ class SearchServices:
     embedder: CachingEmbedder | None
     executor: ThreadPoolExecutor
 
+    def retire(self) -> None:
+        """The alias moved on: let go of what only new requests would use (held answers and hits, background
+        embedding), keeping what requests in flight may still need (the executor, the engine, the model)."""
+        self.suggester.forget()
+        if self.embedder is not None:
+            self.embedder.close()  # its background work only; embedding on a request's thread goes on
+
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.embedder is not None:

@@ -68,6 +68,8 @@ class SuggestSettings(BaseModel):
     # a vector embedded in the typist's pause is searched right there, in the background, so that the next
     # keystroke finds its hits ready: at 150 ms between keystrokes, the vector leg running beside the prefix
     # query took a keystroke from 3.8 to 5.2 ms at p50. At most this many (0: none); same engines as above.
+    # (An answer made from held hits is held in turn: it may be up to twice the time limit old, and right,
+    # since both keys carry the token.)
     vector_hits_cache: int = Field(1024, ge=0)
 
     _check = field_validator("weights")(_non_negative)

@@ -244,6 +244,10 @@ class EmptyVectorSearches:
                 return None
             return age
 
+    def clear(self) -> None:
+        with self._lock:
+            self._found_at.clear()
+
     def _key(self, text: str, flt: Filter) -> tuple[str, Filter] | None:
         if self._ttl_s <= 0:
             return None
@@ -374,8 +378,10 @@ class Suggester:
     def _search_ahead(self, text: str, vec: Vector, k: int, flt: Filter) -> None:
         """On the embedder's thread, once `text`'s vector is held: search it now, while the typist pauses, so
         that the next keystroke (which stands this vector in for its own) finds the hits ready."""
+        if self._vector_hits is None:
+            return
         hits_key = self._hits_key(text, k, flt, self._state_token())
-        if hits_key is None or self._vector_hits is None or self._vector_hits.get(hits_key) is not None:
+        if hits_key is None or self._vector_hits.get(hits_key) is not None:
             return
         if self._empty_vectors.seconds_since(text, flt) is None:
             self._vector_search(vec, text, k, flt, hits_key)
@@ -496,6 +502,16 @@ class Suggester:
 
     def answer_cache_info(self) -> CacheInfo | None:
         return None if self._answers is None else self._answers.info()
+
+    def vector_hits_info(self) -> CacheInfo | None:
+        return None if self._vector_hits is None else self._vector_hits.info()
+
+    def forget(self) -> None:
+        """Drop what is held (answers, vector hits, empty searches): for a suggester whose version is retired,
+        whose entries no request will find again, but which requests in flight may still be using."""
+        for held in (self._answers, self._vector_hits, self._empty_vectors):
+            if held is not None:
+                held.clear()
 
     def _run_legs(self, legs: Sequence[tuple[str, Leg]]) -> list[tuple[list[Hit], LegReport]]:
         """Every leg side by side: the text legs to the end, the vector leg within its budget after them."""

@@ -48,6 +48,10 @@ class Services:
     def __init__(self, version: int) -> None:
         self.version = version
         self.closed = False
+        self.retired = False
+
+    def retire(self) -> None:
+        self.retired = True
 
     def close(self) -> None:
         self.closed = True
@@ -90,9 +94,13 @@ def test_with_a_follower_no_request_checks_the_alias_and_a_swap_is_seen() -> Non
             time.sleep(REFRESH_S / 10)
         assert set(engine.threads) == {"alias-follower"}
         assert len(engine.threads) >= 10
+        first = live.fresh()
         engine.version = 2  # an alias swap (a reindex or a rollback)
         assert wait_for(lambda: getattr(live.fresh(), "version", None) == 2, timeout=20 * REFRESH_S)
         assert live.version == 2
+        # the services of version 1 let go of what they held; requests in flight may still use them
+        assert first.retired and not first.closed  # type: ignore[attr-defined]
+        assert not live.fresh().retired  # type: ignore[attr-defined]
     assert not any(t.name == "alias-follower" and t.is_alive() for t in threading.enumerate())
 
 

@@ -509,10 +509,7 @@ def test_an_answer_made_with_an_earlier_keystrokes_vector_is_held_only_until_the
         if cached.cached("alie") is not None:
             break
         time.sleep(0.01)
-    for _ in range(1000):  # the vector of "alie" is searched on the embedder's thread once it is held
-        if sum(c[0] == "vector" for c in engine.calls) == 2:
-            break
-        time.sleep(0.01)
+    _wait_for(lambda: _hits_held(s) == 2)  # the vector of "alie" is searched on the embedder's thread, and held
     made, held = s.run("alie"), s.run("alie")
     cached.close()
     assert (made.cached, held.cached) == (False, True)
@@ -546,6 +543,12 @@ def test_held_answers_age_out_and_the_least_recent_goes_first() -> None:
 
 def _vector_calls(engine: FakeEngine) -> int:
     return sum(c[0] == "vector" for c in engine.calls)
+
+
+def _hits_held(s: Suggester) -> int:
+    info = s.vector_hits_info()
+    assert info is not None
+    return info.size
 
 
 def _wait_for(done: Callable[[], bool]) -> None:
@@ -591,15 +594,17 @@ def test_a_vector_embedded_while_the_typist_pauses_is_searched_there_for_the_nex
     with ThreadPoolExecutor(3) as pool:
         s = Suggester(engine, "items", cached, SuggestSettings(answer_cache=0, vector_embed_idle_ms=0), executor=pool)  # type: ignore[arg-type]
         s.run("star")  # no vector yet: embedded in the background, then searched there
-        _wait_for(lambda: _vector_calls(engine) == 1)
-        assert cached.cached("star") is not None
+        _wait_for(lambda: _hits_held(s) == 1)
+        assert cached.cached("star") is not None and _vector_calls(engine) == 1
+        model.gate.clear()  # "star w" waits at the model, so that nothing is searched ahead meanwhile
         nxt = s.run("star w")  # stands the vector of "star" in: its hits are ready, nothing searched now
         (leg,) = [g for g in nxt.legs if g.name == "vector"]
         assert (leg.held, leg.hits, leg.ms) == (True, 1, 0.0)
         assert [i.id for i in nxt.items] == ["a", "b"]
         assert _vector_calls(engine) == 1
         # "star w" went to the embedder in turn; once it and its search are done, a write makes them stale
-        _wait_for(lambda: _vector_calls(engine) == 2)
+        model.gate.set()
+        _wait_for(lambda: _hits_held(s) == 2)
         engine.token = 2
         model.gate.clear()  # "star wa" waits at the model, so that only the keystroke searches now
         later = s.run("star wa")
@@ -636,3 +641,29 @@ def test_a_failure_after_a_background_embedding_is_logged_and_the_next_text_stil
     cached.close()
     assert got[0].shape == (2,)
     assert any("engine down" in (r.exc_text or "") or "alien" in r.getMessage() for r in caplog.records)
+
+
+def test_background_work_stops_with_the_embedder_even_mid_embedding() -> None:
+    model = GatedEmbedder()
+    cached = CachingEmbedder(model)
+    got: list[np.ndarray] = []
+    cached.embed_later("alien", then=got.append)
+    assert model.started.wait(10)
+    cached.close()  # e.g. its services retired while the model runs
+    model.gate.set()
+    assert model.done.wait(10)
+    time.sleep(0.1)  # room for a `then` that ignored the close
+    assert got == []
+
+
+def test_a_retired_suggester_forgets_what_it_held() -> None:
+    cached = CachingEmbedder(FakeEmbedder())
+    cached.embed(["star"])
+    engine = FakeEngine(prefix=[it("a", "Star Wars")], fuzzy=[], vector=[(it("b", "Star Trek"), 0.8)])
+    engine.token = 1
+    s = Suggester(engine, "items", cached, SuggestSettings(vector_embed_idle_ms=600_000))  # type: ignore[arg-type]
+    s.run("star w")
+    assert s.run("star w").cached and _hits_held(s) == 1
+    s.forget()
+    assert not s.run("star w").cached and _vector_calls(engine) == 2
+    cached.close()
