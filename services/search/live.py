@@ -2,7 +2,9 @@
 
 Each request takes the current services; when the alias moves (a reindex swap, a rollback), the next
 request gets services pinned to the new version and its model. A query is never embedded with one model and
-searched against vectors of another.
+searched against vectors of another. The old services are retired: they drop what they held for later requests
+(answers, vector hits) and stop embedding in the background, and are closed at shutdown, since requests in
+flight may still be using them.
 
 Where the alias points is checked in the background (`follow`), once every `refresh_s`, so that no request
 waits for the check. Before, the first request after each second did it itself: on the embedded engine, a
