@@ -3,8 +3,8 @@
 Each request takes the current services; when the alias moves (a reindex swap, a rollback), the next
 request gets services pinned to the new version and its model. A query is never embedded with one model and
 searched against vectors of another. The old services are retired: they drop what they held for later requests
-(answers, vector hits) and stop embedding in the background, and are closed at shutdown, since requests in
-flight may still be using them.
+(answers, vector hits) and stop embedding in the background, and are closed a minute later (or at shutdown),
+once no request in flight can still be using them.
 
 Where the alias points is checked in the background (`follow`), once every `refresh_s`, so that no request
 waits for the check. Before, the first request after each second did it itself: on the embedded engine, a
@@ -37,6 +37,7 @@ class LiveSearch:
         embedders: EmbedderPool | None,
         build: Callable[[SearchEngine, Embedder | None], SearchServices],
         refresh_s: float = 1.0,
+        retired_grace_s: float = 60.0,
     ) -> None:
         self._engine = engine
         self._alias = alias
@@ -47,7 +48,11 @@ class LiveSearch:
         self._current: tuple[int, SearchServices] | None = None
         self._checked = 0.0
         self._failed: tuple[float, Exception] | None = None  # when the last check failed, and how
-        self._retired: list[SearchServices] = []
+        # Services of versions the alias has left, with when they were retired: closed once no request can
+        # still be using them (`retired_grace_s`; a request takes milliseconds), so that a process that sees
+        # many reindexes does not keep every version's executor threads and caches.
+        self._retired: list[tuple[float, SearchServices]] = []
+        self._retired_grace_s = retired_grace_s
         # How old a check may be for a request to go without one: `refresh_s`, or twice that while a follower
         # checks every `refresh_s` (a check that takes a while does not send requests to check too).
         self._fresh_for = refresh_s
@@ -112,6 +117,7 @@ class LiveSearch:
                 raise
             self._failed = None
             self._checked = time.monotonic()
+            self._close_retired(older_than=self._retired_grace_s)
             if live is None:
                 if self._current is None:
                     raise IndexNotFoundError(f"alias {self._alias!r} does not point at any version yet")
@@ -121,13 +127,22 @@ class LiveSearch:
                 services = self._build(PinnedEngine(self._engine, self._alias, live.version), embedder)
                 if self._current is not None:
                     self._current[1].retire()
-                    self._retired.append(self._current[1])  # requests in flight may still use it
+                    self._retired.append((time.monotonic(), self._current[1]))  # requests in flight may use it
                 self._current = (live.version, services)
             return self._current[1]
+
+    def _close_retired(self, older_than: float) -> None:
+        now = time.monotonic()
+        due = [services for at, services in self._retired if now - at >= older_than]
+        self._retired = [(at, services) for at, services in self._retired if now - at < older_than]
+        for services in due:
+            services.close()
 
     def close(self) -> None:
         self._stop.set()
         if self._follower is not None and self._follower.is_alive():
             self._follower.join(timeout=10)
-        for services in [*self._retired, *([self._current[1]] if self._current else [])]:
-            services.close()
+        with self._lock:
+            self._close_retired(older_than=0.0)
+            if self._current is not None:
+                self._current[1].close()

@@ -160,3 +160,22 @@ def test_a_request_that_waited_for_a_failing_check_fails_with_it_and_does_not_as
         assert time.monotonic() - started < 0.9  # waited for the follower's check, not for one of its own
         assert threading.current_thread().name not in engine.threads
         engine.delay_s = 0.0
+
+
+def test_the_services_of_a_version_the_alias_left_are_closed_after_a_grace_period() -> None:
+    engine = AliasEngine(1)
+    build: Callable[[Any, Any], Any] = lambda pinned, _embedder: Services(pinned.version)  # noqa: E731
+    live = LiveSearch(engine, "items", None, build, refresh_s=REFRESH_S, retired_grace_s=0.3)  # type: ignore[arg-type]
+    live.follow()
+    try:
+        assert wait_for(lambda: live.fresh() is not None)
+        first = live.fresh()
+        engine.version = 2
+        assert wait_for(lambda: getattr(live.fresh(), "version", None) == 2)
+        assert first.retired and not first.closed  # type: ignore[attr-defined]  # requests in flight may use it
+        assert wait_for(lambda: first.closed, timeout=2.0)  # type: ignore[attr-defined]
+        second = live.fresh()
+        assert second is not None and not second.closed  # type: ignore[attr-defined]
+    finally:
+        live.close()
+    assert second.closed  # type: ignore[attr-defined]
