@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import operator
 import re
 import threading
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -276,11 +277,38 @@ def _bm25(tf: Floats, lengths: Floats, qtf: Floats) -> Floats:
     return scores
 
 
-@dataclass(frozen=True, slots=True)
-class _ItemTexts:
+class _ItemTexts(NamedTuple):
     title: AnalysedText
     body: AnalysedText
     meta: AnalysedText  # categories, tags and brand
+
+
+# A cache entry is a dict of the texts' digest and the fields of their three AnalysedTexts (arrays, strings and
+# ints), not the objects. Why: CPython's cyclic GC never tracks a dict that holds only such values, so the
+# cache costs the collector nothing. Held as objects (five tracked containers an entry), the entries that the
+# catalog's long tail brings in piled up in the young generation: each evicted entry freed old objects, which
+# CPython counts against the young generation's allocations, so its collection came late and then walked
+# ~80,000 objects (over 100 ms, one search in a few hundred; docs/benchmarks.md, "GC pauses").
+_Packed = dict[str, Any]
+_PARTS = ("title", "body", "meta")
+_FIELDS = AnalysedText._fields
+_KEYS = tuple(f"{part}.{field}" for part in _PARTS for field in _FIELDS)
+_READ = tuple(operator.itemgetter(*(f"{part}.{field}" for field in _FIELDS)) for part in _PARTS)
+
+
+def _packed(digest: int, texts: _ItemTexts) -> _Packed:
+    entry = dict(zip(_KEYS, (*texts.title, *texts.body, *texts.meta), strict=True))
+    entry["digest"] = digest
+    return entry
+
+
+def _unpacked(entry: _Packed) -> _ItemTexts:
+    read_title, read_body, read_meta = _READ
+    return _ItemTexts(_text(read_title(entry)), _text(read_body(entry)), _text(read_meta(entry)))
+
+
+def _text(fields: tuple[Any, ...]) -> AnalysedText:
+    return tuple.__new__(AnalysedText, fields)
 
 
 class FeatureExtractor:
@@ -319,7 +347,7 @@ class FeatureExtractor:
         self._prf_terms = prf_terms
         self._clock = clock
         self._cache_items = cache_items
-        self._analysed: OrderedDict[str, tuple[int, _ItemTexts]] = OrderedDict()
+        self._analysed: OrderedDict[str, _Packed] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -443,9 +471,9 @@ class FeatureExtractor:
             cache = self._analysed
             for c, digest in zip(cands, digests, strict=True):
                 held = cache.get(c.id)
-                if held is not None and held[0] == digest:
+                if held is not None and held["digest"] == digest:
                     cache.move_to_end(c.id)
-                    out.append(held[1])
+                    out.append(_unpacked(held))
                 else:
                     out.append(None)
         missing = [i for i, texts in enumerate(out) if texts is None]
@@ -459,7 +487,7 @@ class FeatureExtractor:
         if self._cache_items:
             with self._lock:
                 for i in missing:
-                    self._analysed[cands[i].id] = (digests[i], cast(_ItemTexts, out[i]))
+                    self._analysed[cands[i].id] = _packed(digests[i], cast(_ItemTexts, out[i]))
                     self._analysed.move_to_end(cands[i].id)
                 while len(self._analysed) > self._cache_items:
                     self._analysed.popitem(last=False)

@@ -12,6 +12,7 @@ import pytest
 from services.core.domain import Item, ItemLabel
 from services.core.engines.base import Document, Hit
 from services.core.engines.embedded import EmbeddedEngine
+from services.core.engines.embedded.items import ParsedItems
 from services.core.filters import Term, parse_filter
 from services.core.settings import CoreSettings, EmbeddedSettings
 from tests.contract.suite import DIM, doc, vec
@@ -306,14 +307,42 @@ def test_kept_filter_masks_follow_every_write(tmp_path: Path) -> None:
 def test_a_parsed_item_is_handed_out_again_until_its_row_is_superseded(tmp_path: Path) -> None:
     engine = _fresh(tmp_path)
     engine.upsert("items", [doc(1, "Kept voyage"), doc(2, "Other voyage")])
-    first = {h.id: h.item for h in engine.keyword_search("items", "voyage", k=5)}
-    again = {h.id: h.item for h in engine.prefix_suggest("items", "voy", k=5)}
-    assert again["item-1"] is first["item-1"]  # parsed once, for the keyword query
+    first = {h.id: h.item for h in engine.prefix_suggest("items", "voy", k=5)}
+    again = {h.id: h.item for h in engine.keyword_search("items", "voyage", k=5)}
+    assert again["item-1"] is first["item-1"]  # parsed once, for the keystroke
     engine.upsert("items", [doc(1, "Renamed voyage")])  # a new row for item-1
     after = {h.id: h.item for h in engine.keyword_search("items", "voyage", k=5)}
     assert after["item-1"].title == "Renamed voyage" and after["item-2"] is first["item-2"]
     engine.delete("items", ["item-2"])
     assert [h.id for h in engine.keyword_search("items", "voyage", k=5)] == ["item-1"]
+
+
+def test_a_search_keeps_a_parsed_item_on_its_second_read_a_keystroke_on_its_first(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    engine.upsert("items", [doc(1, "Kept voyage"), doc(2, "Other voyage")])
+
+    def read(hits: list[Hit]) -> dict[str, Item]:
+        return {h.id: h.item for h in hits}
+
+    once = read(engine.keyword_search("items", "voyage", k=5))
+    twice = read(engine.vector_search("items", vec(1), k=5))
+    assert twice["item-1"] is not once["item-1"]  # a search's first read passes through
+    assert read(engine.keyword_search("items", "voyage", k=5))["item-1"] is twice["item-1"]  # the second kept it
+    engine.upsert("items", [doc(3, "Third voyage")])
+    typed = read(engine.prefix_suggest("items", "thi", k=5))
+    assert read(engine.prefix_suggest("items", "thi", k=5))["item-3"] is typed["item-3"]  # kept on the first
+
+
+def test_the_second_read_counts_only_among_the_last_first_reads() -> None:
+    items = ParsedItems(maxsize=2)
+    source = '{{"id": "item-{}", "title": "t"}}'
+    for row in (1, 2, 3):
+        items.parse(row, source.format(row), at_once=False)
+    assert len(items) == 0  # read once each: none kept
+    items.parse(1, source.format(1), at_once=False)  # row 1's first read was pushed out by rows 2 and 3
+    assert items.get(1) is None
+    kept = items.parse(3, source.format(3), at_once=False)
+    assert items.get(3) is kept and len(items) == 1
 
 
 def test_no_parsed_item_is_kept_when_the_cache_is_off(tmp_path: Path) -> None:

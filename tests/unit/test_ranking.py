@@ -3,6 +3,7 @@ log, and training by query folds; on small synthetic candidates and a model trai
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Sequence
@@ -264,6 +265,14 @@ def test_analysed_item_texts_are_kept_by_id_until_the_texts_change() -> None:
     assert "Supersonic wing flutter tests" in an.analysed
     coverage = {i: updated.row(n)["title_coverage"] for n, i in enumerate(updated.ids)}
     assert coverage["d2"] == 1.0  # the new title's terms, not the old one's
+
+
+def test_the_item_text_cache_holds_nothing_the_cyclic_gc_walks() -> None:
+    # Its entries churn with the catalog's long tail; tracked, they made young collections late and long.
+    extractor = FeatureExtractor(cache_items=10)
+    extractor.run(SearchQuery("flutter"), fused(CANDIDATES))
+    held = list(extractor._analysed.values())
+    assert len(held) == len(CANDIDATES) and not any(gc.is_tracked(entry) for entry in held)
 
 
 def test_the_item_text_cache_is_bounded() -> None:

@@ -311,7 +311,8 @@ class EmbeddedEngine:
             index.is_live,
             index.applied_seq,
         )
-        return self._hits(index, index.with_popularity_prior(found, k, popularity_weight))
+        # a keystroke's items are kept on their first read: the word's next keystrokes read them again
+        return self._hits(index, index.with_popularity_prior(found, k, popularity_weight), keep_at_once=True)
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None
@@ -321,10 +322,11 @@ class EmbeddedEngine:
         index = self._version(alias, version)
         return self._hits(index, index.top_by(field, k, filter))
 
-    def _hits(self, index: VersionIndex, found: list[tuple[int, float]]) -> list[Hit]:
+    def _hits(self, index: VersionIndex, found: list[tuple[int, float]], *, keep_at_once: bool = False) -> list[Hit]:
         # The sources are read now (one query, and the revision the search saw), but each is parsed and
         # validated only when someone reads that hit's item: most of a 200-hit leg never is. An item parsed
-        # for an earlier query is handed over as it is (a row's source never changes).
+        # for an earlier query is handed over as it is (a row's source never changes); a parsed item is kept
+        # at once or on its second read (`ParsedItems`, items.py).
         rows = [row for row, _ in found]
         sources = index.store.sources_by_rows(rows)
         popularity = index.popularity_of(rows)
@@ -338,7 +340,7 @@ class EmbeddedEngine:
             if item is not None:
                 hits.append(Hit(entry[0], score, item, popularity=pop, label=label))
             else:
-                load = partial(index.items.parse, row, entry[1])
+                load = partial(index.items.parse, row, entry[1], at_once=keep_at_once)
                 hits.append(Hit(entry[0], score, load=load, popularity=pop, label=label))
         return hits
 
