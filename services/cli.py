@@ -484,7 +484,7 @@ def recs_refresh(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    which: Annotated[str, typer.Argument(help="ingest | reindex | query | events")],
+    which: Annotated[str, typer.Argument(help="ingest | reindex | query | events | gc")],
 ) -> None:
     """Run a benchmark (figures next to a baseline from the same run; JSON under docs/results/)."""
     modules = {
@@ -492,6 +492,7 @@ def bench(
         "reindex": "services.bench.reindex",
         "query": "services.bench.query",
         "events": "services.bench.events",
+        "gc": "services.bench.gc_pauses",
     }
     if which not in modules:
         _fail(f"unknown benchmark {which!r}; choose one of {', '.join(modules)}")

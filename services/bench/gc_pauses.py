@@ -242,6 +242,12 @@ def write_plot(rows: Sequence[dict[str, Any]]) -> Path:
 
 def markdown(report: dict[str, Any]) -> str:
     return "\n".join([
+        "Ranked search (hybrid retrieval, the LambdaRank scorer, the rules) called in process over the query "
+        "benchmark's 100k-item embedded index, one search after another, with the API's GC thresholds; every "
+        "collection of the cyclic GC is timed (`gc.callbacks`). The caches a search fills are the engine's parsed "
+        "items and the ranking features' analysed texts; the baseline turns both off in the same run. A young "
+        "collection that comes late walks every entry added since the last one.",
+        "",
         f"Command: `{report['command']}` at {report['commit']} on {report['when']} "
         f"({report['searches']} searches after {report['warmup']} warm-up ones, per configuration, each in a "
         f"fresh process; JSON in `docs/results/{JSON_PATH.name}`, plot `docs/results/{PLOT_PATH.name}`).",
