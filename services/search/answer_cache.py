@@ -46,6 +46,13 @@ class AnswerCache(Generic[V]):
             self._misses += 1
             return None
 
+    def holds(self, key: Hashable) -> bool:
+        """Whether `key` has an answer still served, without counting a hit or a miss or refreshing its place:
+        for a caller that only decides whether to make the answer (the suggester's search ahead)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and self._clock() - entry[0] <= self._ttl_s
+
     def put(self, key: Hashable, answer: V) -> None:
         with self._lock:
             self._entries[key] = (self._clock(), answer)

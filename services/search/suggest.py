@@ -381,7 +381,7 @@ class Suggester:
         if self._vector_hits is None:
             return
         hits_key = self._hits_key(text, k, flt, self._state_token())
-        if hits_key is None or self._vector_hits.get(hits_key) is not None:
+        if hits_key is None or self._vector_hits.holds(hits_key):  # not a keystroke's lookup: not counted
             return
         if self._empty_vectors.seconds_since(text, flt) is None:
             self._vector_search(vec, text, k, flt, hits_key)

@@ -541,6 +541,21 @@ def test_held_answers_age_out_and_the_least_recent_goes_first() -> None:
     assert cache.get("a") is None and cache.info().size == 1
 
 
+def test_asking_whether_an_answer_is_held_counts_nothing_and_keeps_its_place() -> None:
+    from services.search.answer_cache import AnswerCache
+
+    now = [0.0]
+    cache: AnswerCache[str] = AnswerCache(maxsize=2, ttl_s=60, clock=lambda: now[0])
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.holds("a") and not cache.holds("z")
+    cache.put("c", "C")  # "a" stayed the least recent: it goes
+    assert not cache.holds("a") and cache.holds("b")
+    assert (cache.info().hits, cache.info().misses) == (0, 0)
+    now[0] = 60.5
+    assert not cache.holds("b")
+
+
 def _vector_calls(engine: FakeEngine) -> int:
     return sum(c[0] == "vector" for c in engine.calls)
 
@@ -602,6 +617,8 @@ def test_a_vector_embedded_while_the_typist_pauses_is_searched_there_for_the_nex
         assert (leg.held, leg.hits, leg.ms) == (True, 1, 0.0)
         assert [i.id for i in nxt.items] == ["a", "b"]
         assert _vector_calls(engine) == 1
+        info = s.vector_hits_info()  # the keystrokes' lookups only: the search ahead's check is not one
+        assert info is not None and (info.hits, info.misses) == (1, 0)
         # "star w" went to the embedder in turn; once it and its search are done, a write makes them stale
         model.gate.set()
         _wait_for(lambda: _hits_held(s) == 2)
