@@ -32,8 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from services.bench.common import CACHE_ROOT, REPO_ROOT, RESULTS, Latency, git_commit, machine_notes, markdown_table
-from services.bench.common import replace_section as _replace_section
+from services.bench.common import (
+    CACHE_ROOT,
+    REPO_ROOT,
+    RESULTS,
+    Latency,
+    git_commit,
+    machine_notes,
+    markdown_table,
+    proc_status_bytes,
+    replace_section,
+)
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION = "GC pauses in ranked search"
@@ -116,17 +125,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     gc.callbacks.remove(timer)
     services.close()
     engine.close()
-    return {"latencies_ms": latencies, "pauses_ms": {GENERATIONS[g]: p for g, p in pauses.items()}, "peak_rss": _hwm()}
-
-
-def _hwm() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return {
+        "latencies_ms": latencies,
+        "pauses_ms": {GENERATIONS[g]: p for g, p in pauses.items()},
+        "peak_rss": proc_status_bytes(os.getpid(), "VmHWM"),
+    }
 
 
 # ---- the parent: every configuration, the report ----------------------------------------------------------------
@@ -300,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
     JSON_PATH.write_text(json.dumps(report, indent=1))
     write_plot(rows)
-    _replace_section(DOC, SECTION, markdown(report))
+    replace_section(DOC, SECTION, markdown(report))
     print(f"written {JSON_PATH}, {PLOT_PATH} and the section {SECTION!r} of {DOC}", file=sys.stderr)
 
 

@@ -293,7 +293,7 @@ _Packed = dict[str, Any]
 _PARTS = ("title", "body", "meta")
 _FIELDS = AnalysedText._fields
 _KEYS = tuple(f"{part}.{field}" for part in _PARTS for field in _FIELDS)
-_READ = tuple(operator.itemgetter(*(f"{part}.{field}" for field in _FIELDS)) for part in _PARTS)
+_READ = tuple(operator.itemgetter(*_KEYS[i : i + len(_FIELDS)]) for i in range(0, len(_KEYS), len(_FIELDS)))
 
 
 def _packed(digest: int, texts: _ItemTexts) -> _Packed:
@@ -304,11 +304,8 @@ def _packed(digest: int, texts: _ItemTexts) -> _Packed:
 
 def _unpacked(entry: _Packed) -> _ItemTexts:
     read_title, read_body, read_meta = _READ
-    return _ItemTexts(_text(read_title(entry)), _text(read_body(entry)), _text(read_meta(entry)))
-
-
-def _text(fields: tuple[Any, ...]) -> AnalysedText:
-    return tuple.__new__(AnalysedText, fields)
+    make = AnalysedText._make
+    return _ItemTexts(make(read_title(entry)), make(read_body(entry)), make(read_meta(entry)))
 
 
 class FeatureExtractor:

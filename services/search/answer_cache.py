@@ -37,7 +37,7 @@ class AnswerCache(Generic[V]):
     def get(self, key: Hashable) -> V | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and self._clock() - entry[0] <= self._ttl_s:
+            if entry is not None and self._fresh(entry):
                 self._entries.move_to_end(key)
                 self._hits += 1
                 return entry[1]
@@ -51,7 +51,11 @@ class AnswerCache(Generic[V]):
         for a caller that only decides whether to make the answer (the suggester's search ahead)."""
         with self._lock:
             entry = self._entries.get(key)
-            return entry is not None and self._clock() - entry[0] <= self._ttl_s
+            return entry is not None and self._fresh(entry)
+
+    def _fresh(self, entry: tuple[float, V]) -> bool:
+        """Whether an entry is still served (held at most `ttl_s` seconds)."""
+        return self._clock() - entry[0] <= self._ttl_s
 
     def put(self, key: Hashable, answer: V) -> None:
         with self._lock:
