@@ -50,7 +50,7 @@ class KeywordRetriever:
     """BM25 over the text fields, with per-field boosts (None: the engine's defaults).
 
     `typo_fallback`: when no word of the query is in the index ("godfahter", "avaatr"), a typo is likelier than
-    a topic nobody wrote about, and BM25 has nothing to rank; the titles that hold every word within the
+    a topic nobody wrote about, and BM25 has nothing to rank; the titles (or brands) that hold every word within the
     engines' edit distance (suggest's typo-tolerant match, popularity prior included) stand in. A query with
     any hit never pays for it."""
 

@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA
 
-from services.core.domain import Item
+from services.core.domain import Item, ItemLabel
 from services.core.embedding import Embedder
 from services.core.engines.base import Hit, SearchEngine, Vector, fuzzy_distance, suggest_parts
 from services.core.errors import ValidationError
@@ -462,9 +462,10 @@ class Suggester:
         seen_titles: set[tuple[str, str]] = set()
         found: list[Completion] = []
         seen_texts: set[str] = set()
-        # A title is looked in once: the variants of one film (editions, formats) share it, and a keystroke's 20
-        # hits are often four titles, so the loop walks them all in search of a fifth completion.
-        looked_in: set[str] = set()
+        # A title or brand is looked in once per pass: the variants of one film (editions, formats) share a
+        # title, and a keystroke's 20 hits are often four titles, so the loop walks them all for a fifth.
+        looked_in: dict[tuple[str, bool], str | None] = {}
+        exact = tuple((word, is_prefix, 0) for word, is_prefix, _ in words)
         for cand, score in ranked:
             if len(items) >= size and len(found) >= completions:
                 break
@@ -476,11 +477,11 @@ class Suggester:
             if len(items) < size and key not in seen_titles:
                 seen_titles.add(key)
                 items.append(SuggestedItem(cand.id, cand.item, score, cand.sources))
-            # Completions come from titles a text leg found. One only the vector leg found seldom holds the
-            # typed words in order (a text leg would have ranked it), and looking costs a fuzzy scan of its words.
-            if len(found) < completions and label.title not in looked_in and cand.ranks.keys() - {VECTOR}:
-                looked_in.add(label.title)
-                done = completion_in(label.title, words, self._settings.max_completion_words)
+            # Completions come from what a text leg matched: the title, else the brand ("spielb" -> "steven
+            # spielberg"). A hit only the vector leg found seldom holds the typed words in order (a text leg
+            # would have ranked it), and looking costs a fuzzy scan of its words.
+            if len(found) < completions and cand.ranks.keys() - {VECTOR}:
+                done = self._completion(label, words, exact, looked_in)
                 if done and done not in seen_texts:
                     seen_texts.add(done)
                     found.append(Completion(done, score))
@@ -490,6 +491,28 @@ class Suggester:
         if held_as is not None and self._answers is not None and all(r.reason != "over_budget" for r in reports):
             self._answers.put(held_as, result)
         return result
+
+    def _completion(
+        self,
+        label: ItemLabel,
+        words: tuple[TypedWord, ...],
+        exact: tuple[TypedWord, ...],
+        looked_in: dict[tuple[str, bool], str | None],
+    ) -> str | None:
+        """What completes the typed words: the title, else the whole brand ("spielb" -> "steven spielberg"),
+        each first with the words as typed and only then with the edits allowed. The engine matched one of the
+        two, and a hit its brand found may have a title a few edits away ("spies" for "spielb")."""
+        for typed in (exact, words) if exact != words else (words,):
+            for text, whole in ((label.title, False), (label.brand, True)):
+                if not text:
+                    continue
+                key = (text, typed is exact)
+                if key not in looked_in:
+                    done = completion_in(text, typed, self._settings.max_completion_words)
+                    looked_in[key] = " ".join(text.lower().split()) if done and whole else done
+                if looked_in[key]:
+                    return looked_in[key]
+        return None
 
     def _answer_key(
         self, typed: str, size: int, completions: int, visible: Filter, vector_plan: Hashable, token: Hashable | None

@@ -391,6 +391,22 @@ class EngineContract:
         assert [h.id for h in engine.prefix_suggest(alias, "star ki", k=3)] == ["item-0"]
         assert engine.prefix_suggest(alias, "stardu", k=3)[0].id == "item-2"
 
+    def test_prefix_suggest_matches_the_brand_below_the_title(self, engine: SearchEngine, alias: str) -> None:
+        docs = [
+            doc(1, "Jaws", brand="Steven Spielberg", popularity=50.0),
+            doc(2, "Jurassic Park", brand="Steven Spielberg", popularity=60.0),
+            doc(3, "Spielberg", brand="Susan Lacy", popularity=1.0),  # a title that matches, far less popular
+            doc(4, "Stalker", brand="Andrei Tarkovsky", popularity=5.0),
+        ]
+        self.write(engine, alias, docs)
+        found = [h.id for h in engine.prefix_suggest(alias, "spielb", k=5)]
+        assert found[0] == "item-3" and set(found) == {"item-1", "item-2", "item-3"}  # the title first
+        assert [h.id for h in engine.prefix_suggest(alias, "steven spielb", k=5)][:2] == ["item-2", "item-1"]
+        assert {h.id for h in engine.prefix_suggest(alias, "stevn spielberg ", k=5)} == {"item-1", "item-2"}  # typo
+        assert [h.id for h in engine.prefix_suggest(alias, "tarko", k=5)] == ["item-4"]
+        # every typed word in one field: a title word and a brand word together match neither
+        assert engine.prefix_suggest(alias, "jaws spielb", k=5) == []
+
     def test_unicode_empty_and_64kb_inputs(self, engine: SearchEngine, alias: str) -> None:
         big = "lorem ipsum dolor " * (64 * 1024 // 18)
         docs = [

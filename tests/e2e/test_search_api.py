@@ -252,6 +252,14 @@ def test_suggest_completes_a_prefix_and_forgives_typos(live: Live) -> None:
     assert typo_then_prefix["completions"][0]["text"] == "the dark knight rises"
 
 
+def test_suggest_finds_items_by_their_brand_and_completes_it(live: Live) -> None:
+    got = live.ok("/v1/suggest", q="christopher nol", size=10)  # the film catalog's brand is its director
+    found = [i["id"] for i in got["items"]]
+    assert {live.id_of("Inception"), live.id_of("Interstellar")} <= set(found)
+    assert all(live.items[i].brand == "Christopher Nolan" for i in found)
+    assert got["completions"][0]["text"] == "christopher nolan"
+
+
 def test_suggest_never_shows_unavailable_items_nor_duplicates(live: Live) -> None:
     for q in ("interst", "interstellar d", "interstellar director"):
         got = live.ok("/v1/suggest", q=q, size=20, completions=20)

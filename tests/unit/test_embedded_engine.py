@@ -372,7 +372,7 @@ def test_a_text_index_written_before_folding_keeps_its_analyzers_and_a_new_one_f
 
     legacy = tmp_path / "legacy"
     legacy.mkdir()
-    add_title(tantivy.Index(_schema(folded=False), path=str(legacy)))  # as written before folding
+    add_title(tantivy.Index(_schema(folded=False, brand_prefix=False), path=str(legacy)))  # as written before folding
     opened = TextIndex(legacy)
     assert not opened.folded and not (legacy / "analysis").exists()  # opened as it was written
     assert hits(opened, "misérables") == 1 and hits(opened, "miserables") == 0  # a reindex brings folding
@@ -383,3 +383,47 @@ def test_a_text_index_written_before_folding_keeps_its_analyzers_and_a_new_one_f
     fresh._index.reload()
     assert hits(fresh, "miserables") == 1 and hits(fresh, "MISÉRABLES") == 1
     assert TextIndex(tmp_path / "fresh").folded  # and stays so when opened again
+
+
+def test_a_text_index_written_before_brands_were_matched_suggests_from_titles_and_a_new_one_from_brands_too(
+    tmp_path: Path,
+) -> None:
+    import tantivy
+
+    from services.core.engines.embedded.text import TextIndex, _schema
+
+    def suggested(text: TextIndex, typed: str, brand: bool = False) -> int:
+        text._index.reload()
+        return len(text._index.searcher().search(text.suggest_query([], typed, brand=brand), 5).hits)
+
+    def add(text: TextIndex) -> None:
+        writer = text._index.writer(heap_size=15_000_000, num_threads=1)
+        writer.add_document(text._document(0, Item.parse({"id": "x", "title": "Jaws", "brand": "Steven Spielberg"})))
+        writer.commit()
+        writer.wait_merging_threads()
+
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "analysis").write_text("folded-1")  # as an index made before brand_prefix was written
+    tantivy.Index(_schema(folded=True, brand_prefix=False), path=str(older))
+    opened = TextIndex(older)
+    assert opened.folded and not opened.brand_prefix
+    add(opened)
+    assert suggested(opened, "jaw") == 1  # its titles; the engine asks no brand of it (a reindex brings them)
+
+    fresh = TextIndex(tmp_path / "fresh")
+    assert fresh.brand_prefix and (tmp_path / "fresh" / "analysis").read_text() == "folded-2"
+    add(fresh)
+    assert suggested(fresh, "jaw") == 1 and suggested(fresh, "spielb") == 0
+    assert suggested(fresh, "spielb", brand=True) == 1 and suggested(fresh, "jaw", brand=True) == 0
+    assert TextIndex(tmp_path / "fresh").brand_prefix  # and stays so when opened again
+
+
+def test_brands_are_asked_only_when_titles_leave_a_keystrokes_answer_short(tmp_path: Path) -> None:
+    engine = _fresh(tmp_path)
+    films = [doc(i, f"Stardust {i}") for i in range(4)] + [doc(9, "Jaws", brand="Steven Star")]
+    engine.upsert("items", films)
+    # four titles leave five short: the brand's match comes after them, as it would in one query of both
+    assert [h.id for h in engine.prefix_suggest("items", "star", k=5)][-1] == "item-9"
+    # four titles fill four: no brand is asked (a brand match scores 0.3 of a title's)
+    assert "item-9" not in [h.id for h in engine.prefix_suggest("items", "star", k=4)]

@@ -150,6 +150,24 @@ def test_suggest_fuses_legs_drops_unavailable_and_duplicates() -> None:
         assert flt == Term("available", True)
 
 
+def test_a_hit_matched_by_its_brand_completes_the_brand_and_a_title_match_its_title() -> None:
+    engine = FakeEngine(
+        prefix=[
+            it("jaws", "Jaws", brand="Steven Spielberg"),
+            it("et", "E.T. the Extra-Terrestrial", brand="Steven Spielberg"),
+            it("spy", "Bridge of Spies", brand="Steven Spielberg"),
+            it("spiel", "Spielberg: A Life", brand="Susan Lacy"),
+        ],
+        fuzzy=[],
+        vector=[],
+    )
+    result = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.0)).run("spielb")  # type: ignore[arg-type]
+    assert [i.id for i in result.items] == ["jaws", "et", "spy", "spiel"]
+    # the brand once, however many of its items matched; a title that holds the words completes itself
+    assert [c.text for c in result.completions] == ["steven spielberg", "spielberg"]  # its clause
+    assert [c.text for c in Suggester(engine, "items", None, SuggestSettings()).run("zzz").completions] == []
+
+
 def test_popularity_is_a_prior() -> None:
     engine = FakeEngine(prefix=[it("rare", "Star Trek", 1), it("hit", "Star Wars", 100000)], fuzzy=[], vector=[])
     flat = Suggester(engine, "items", None, SuggestSettings(popularity_weight=0.0)).run("star")  # type: ignore[arg-type]

@@ -167,6 +167,10 @@ class IndexVersion:
 # same on engines whose text scores differ in scale; logarithmic, so that a catalog of view counts in the
 # millions still lets the typed text decide between a popular title and a matching one.
 SUGGEST_POPULARITY_WEIGHT = 0.2
+# Suggest matches the typed words in the brand too ("spielb" finds Steven Spielberg's films), but a brand match
+# scores this share of a title match: with the prior above, a title that matches stays above a brand that does,
+# unless the brand's item is far more popular (a prior more than 1 / weight times the title's).
+SUGGEST_BRAND_WEIGHT = 0.3
 PRIOR_WINDOW = 100
 
 

@@ -15,7 +15,7 @@ import tantivy
 from tantivy import Occur, Query
 
 from services.core.domain import Item
-from services.core.engines.base import fuzzy_distance
+from services.core.engines.base import SUGGEST_BRAND_WEIGHT, fuzzy_distance
 from services.core.engines.embedded.columns import Mask
 from services.core.engines.embedded.store import DocStore
 
@@ -29,7 +29,9 @@ _TERM_SET_MAX = 20_000
 # analyzers, which they were written with; a reindex moves them over. The marker file says which an index has.
 STEMMED, PREFIX = "trawl_en_folded", "trawl_folded"
 _LEGACY = {STEMMED: "en_stem", PREFIX: "default"}
-_ANALYSIS_FILE, _ANALYSIS = "analysis", "folded-1"
+# The marker's text: "folded-1" indices fold but have no `brand_prefix` (suggest matches their titles only);
+# "folded-2" ones have it. Each index keeps the schema it was written with; a reindex moves it to the newest.
+_ANALYSIS_FILE, _WITH_BRAND = "analysis", "folded-2"
 
 
 def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
@@ -39,7 +41,7 @@ def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
     return (builder.filter(tantivy.Filter.stemmer("english")) if stem else builder).build()
 
 
-def _schema(folded: bool) -> tantivy.Schema:
+def _schema(folded: bool, brand_prefix: bool) -> tantivy.Schema:
     stemmed, prefix = (STEMMED, PREFIX) if folded else (_LEGACY[STEMMED], _LEGACY[PREFIX])
     sb = tantivy.SchemaBuilder()
     sb.add_text_field("id", stored=True, tokenizer_name="raw")
@@ -47,7 +49,19 @@ def _schema(folded: bool) -> tantivy.Schema:
     for name in ("title", "body", "tags", "categories", "brand"):
         sb.add_text_field(name, stored=False, tokenizer_name=stemmed)
     sb.add_text_field("title_prefix", stored=False, tokenizer_name=prefix)
+    if brand_prefix:
+        sb.add_text_field("brand_prefix", stored=False, tokenizer_name=prefix)
     return sb.build()
+
+
+def with_brand_matches(titles: list[tuple[int, float]], brands: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Suggest's title matches and brand matches as one list by score, a brand match at SUGGEST_BRAND_WEIGHT of
+    its own (added to the title's where a row matched both, as OpenSearch's query with a clause per field
+    scores it); ties keep titles first."""
+    scores = dict(titles)
+    for row, score in brands:
+        scores[row] = scores.get(row, 0.0) + SUGGEST_BRAND_WEIGHT * score
+    return sorted(scores.items(), key=lambda found: -found[1])
 
 
 class TextIndex:
@@ -56,11 +70,13 @@ class TextIndex:
         self._folder = folder
         self._seq_file = folder.parent / "text.seq"
         marker = folder / _ANALYSIS_FILE
+        if not tantivy.Index.exists(str(folder)):
+            marker.write_text(_WITH_BRAND)  # before the index: a crash between the two must not leave it unmarked
         # an index written before the marker existed has tantivy's analyzers (no folding)
-        self.folded = marker.exists() or not tantivy.Index.exists(str(folder))
-        if self.folded and not marker.exists():
-            marker.write_text(_ANALYSIS)  # before the index: a crash between the two must not leave it unmarked
-        self.schema = _schema(self.folded)
+        analysis = marker.read_text().strip() if marker.exists() else None
+        self.folded = analysis is not None
+        self.brand_prefix = analysis == _WITH_BRAND
+        self.schema = _schema(self.folded, self.brand_prefix)
         self._index = tantivy.Index(self.schema, path=str(folder), reuse=True)
         self._prefix_analyzer = _analyzer(stem=False) if self.folded else None
         if self.folded:
@@ -105,6 +121,8 @@ class TextIndex:
         doc.add_integer("row", row)
         doc.add_text("title", item.title)
         doc.add_text("title_prefix", item.title)
+        if item.brand and self.brand_prefix:
+            doc.add_text("brand_prefix", item.brand)
         doc.add_text("body", item.body)
         for name in _LIST_FIELDS:
             for value in getattr(item, name):
@@ -138,36 +156,27 @@ class TextIndex:
             return word
         return "".join(self._prefix_analyzer.analyze(word)) or word
 
-    def suggest_query(self, completed: Sequence[str], prefix: str | None) -> Query:
+    def suggest_query(self, completed: Sequence[str], prefix: str | None, *, brand: bool = False) -> Query:
+        """Every typed word in the title (typo tolerant when completed, a prefix when last), or with `brand`
+        in the brand (only indices with `brand_prefix`; the engine asks it when titles leave a keystroke's
+        answer short)."""
+        field = "brand_prefix" if brand else "title_prefix"
+        return self._all_words(field, [self._term(w) for w in completed], self._term(prefix) if prefix else prefix)
+
+    def _all_words(self, field: str, completed: Sequence[str], prefix: str | None) -> Query:
         clauses: list[tuple[Occur, Query]] = []
-        completed = [self._term(w) for w in completed]
-        prefix = self._term(prefix) if prefix else prefix
         for word in completed:
             fuzzy = Query.fuzzy_term_query(
-                self.schema,
-                "title_prefix",
-                word,
-                distance=fuzzy_distance(word),
-                transposition_cost_one=True,
-                prefix=False,
+                self.schema, field, word, distance=fuzzy_distance(word), transposition_cost_one=True, prefix=False
             )
             clauses.append((Occur.Must, fuzzy))
             # An exact word scores above a corrected one.
-            clauses.append((Occur.Should, Query.term_query(self.schema, "title_prefix", word)))
+            clauses.append((Occur.Should, Query.term_query(self.schema, field, word)))
         if prefix:
-            clauses.append(
-                (
-                    Occur.Must,
-                    Query.fuzzy_term_query(
-                        self.schema,
-                        "title_prefix",
-                        prefix,
-                        distance=0,
-                        transposition_cost_one=True,
-                        prefix=True,
-                    ),
-                )
+            last = Query.fuzzy_term_query(
+                self.schema, field, prefix, distance=0, transposition_cost_one=True, prefix=True
             )
+            clauses.append((Occur.Must, last))
         return Query.boolean_query(clauses)
 
     def searcher(self, store_seq: int) -> tantivy.Searcher:

@@ -15,6 +15,7 @@ from opensearchpy.exceptions import NotFoundError
 
 from services.core.domain import FieldKind, Item
 from services.core.engines.base import (
+    SUGGEST_BRAND_WEIGHT,
     SUGGEST_POPULARITY_WEIGHT,
     BulkResult,
     Document,
@@ -50,6 +51,8 @@ def _item(source: dict[str, Any]) -> Item:
 
 
 # The popularity prior of `popularity_prior` (base.py), as the cluster computes it for every match.
+# The fields suggest matches the typed words in, with the share of the score each gets.
+_SUGGEST_FIELDS = (("title.sayt", 1.0), ("brand.sayt", SUGGEST_BRAND_WEIGHT))
 _PRIOR_SCRIPT = (
     "_score * (1 + params.w * Math.log1p(doc['popularity'].size() == 0 ? 0 : Math.max(doc['popularity'].value, 0)))"
 )
@@ -510,7 +513,20 @@ class OpenSearchEngine:
         if not completed and not prefix:
             return []
         words = " ".join([*completed, *([prefix] if prefix else [])])
-        if prefix:
+        # Every word in the title, or every word in the brand at a share of the score (SUGGEST_BRAND_WEIGHT):
+        # one clause per field, as the embedded engine's query. A version made before `brand.sayt` existed
+        # has no such field, and its clause matches nothing there: its suggestions come from titles alone.
+        either = [self._suggest_clause(f, words, prefix is not None, b) for f, b in _SUGGEST_FIELDS]
+        matched = {"bool": {"should": either, "minimum_should_match": 1, "filter": filter_clause(filter)}}
+        script = {"source": _PRIOR_SCRIPT, "params": {"w": popularity_weight}}
+        prior = {"function_score": {"query": matched, "script_score": {"script": script}, "boost_mode": "replace"}}
+        body = {"size": k, "query": prior if popularity_weight > 0 else matched}
+        return self._hits(self._search(self._name(alias, version), body))
+
+    @staticmethod
+    def _suggest_clause(field: str, words: str, last_is_prefix: bool, boost: float) -> dict[str, Any]:
+        """Every typed word in `field` (a search_as_you_type field); exact words rank above corrected ones."""
+        if last_is_prefix:
             # bool_prefix: the completed words are fuzzy terms, the last one a prefix.
             match: dict[str, Any] = {
                 "multi_match": {
@@ -518,17 +534,13 @@ class OpenSearchEngine:
                     "type": "bool_prefix",
                     "operator": "and",
                     "fuzziness": "AUTO",
-                    "fields": ["title.sayt", "title.sayt._2gram", "title.sayt._3gram"],
+                    "fields": [field, f"{field}._2gram", f"{field}._3gram"],
                 }
             }
         else:
-            match = {"match": {"title.sayt": {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
-        exact = {"match": {"title.sayt": {"query": words, "operator": "or"}}}  # exact words rank above corrected
-        matched = {"bool": {"must": [match], "should": [exact], "filter": filter_clause(filter)}}
-        script = {"source": _PRIOR_SCRIPT, "params": {"w": popularity_weight}}
-        prior = {"function_score": {"query": matched, "script_score": {"script": script}, "boost_mode": "replace"}}
-        body = {"size": k, "query": prior if popularity_weight > 0 else matched}
-        return self._hits(self._search(self._name(alias, version), body))
+            match = {"match": {field: {"query": words, "operator": "and", "fuzziness": "AUTO"}}}
+        exact = {"match": {field: {"query": words, "operator": "or"}}}
+        return {"bool": {"must": [match], "should": [exact], "boost": boost}}
 
     def top_by_field(
         self, alias: str, field: str, *, k: int, filter: Filter | None = None, version: int | None = None

@@ -91,7 +91,14 @@ def index_body(
                 "body": {"type": "text", "analyzer": STEMMED},
                 "tags": _keyword_with_text(),
                 "categories": _keyword_with_text(),
-                "brand": _keyword_with_text(),
+                # search-as-you-type on the brand as on the title: suggest matches either (engine.py)
+                "brand": {
+                    "type": "keyword",
+                    "fields": {
+                        "text": {"type": "text", "analyzer": STEMMED},
+                        "sayt": {"type": "search_as_you_type", "analyzer": FOLDED},
+                    },
+                },
                 "price": {"type": "double"},
                 "available": {"type": "boolean"},
                 "rating": {"type": "float"},
