@@ -50,9 +50,9 @@ def _item(source: dict[str, Any]) -> Item:
     return Item.model_validate({k: v for k, v in source.items() if k not in _ENGINE_FIELDS})
 
 
-# The popularity prior of `popularity_prior` (base.py), as the cluster computes it for every match.
 # The fields suggest matches the typed words in, with the share of the score each gets.
 _SUGGEST_FIELDS = (("title.sayt", 1.0), ("brand.sayt", SUGGEST_BRAND_WEIGHT))
+# The popularity prior of `popularity_prior` (base.py), as the cluster computes it for every match.
 _PRIOR_SCRIPT = (
     "_score * (1 + params.w * Math.log1p(doc['popularity'].size() == 0 ? 0 : Math.max(doc['popularity'].value, 0)))"
 )
