@@ -36,7 +36,7 @@ services-down:
 	@infra/services-down.sh
 
 ## Benchmarks (see docs/benchmarks.md): ingestion, reindex, query latency at 100k items, interaction events,
-## GC pauses in ranked search.
+## recommendations, GC pauses in ranked search.
 bench:
 	$(VENV)/bin/trawl bench ingest
 	$(VENV)/bin/trawl bench reindex
@@ -44,6 +44,7 @@ bench:
 	$(VENV)/bin/trawl bench query --stages fused
 	$(VENV)/bin/trawl bench query --think-ms 150 --suggest-requests 500 --requests 200
 	$(VENV)/bin/trawl bench events
+	$(VENV)/bin/trawl bench recs
 	$(VENV)/bin/trawl bench gc
 
 ## Evaluations (see docs/evaluation.md): ranking on Cranfield and on the film catalog, recommendations on MovieLens.

@@ -484,7 +484,7 @@ def recs_refresh(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     ctx: typer.Context,
-    which: Annotated[str, typer.Argument(help="ingest | reindex | query | events | gc")],
+    which: Annotated[str, typer.Argument(help="ingest | reindex | query | events | recs | gc")],
 ) -> None:
     """Run a benchmark (figures next to a baseline from the same run; JSON under docs/results/)."""
     modules = {
@@ -492,6 +492,7 @@ def bench(
         "reindex": "services.bench.reindex",
         "query": "services.bench.query",
         "events": "services.bench.events",
+        "recs": "services.bench.recs",
         "gc": "services.bench.gc_pauses",
     }
     if which not in modules:

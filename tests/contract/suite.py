@@ -407,6 +407,17 @@ class EngineContract:
         # every typed word in one field: a title word and a brand word together match neither
         assert engine.prefix_suggest(alias, "jaws spielb", k=5) == []
 
+    def test_prefix_suggest_asks_brands_only_when_titles_leave_the_answer_short(
+        self, engine: SearchEngine, alias: str
+    ) -> None:
+        # a brand match scores 0.3 of a title match, but this one's item is popular enough to outrank the titles
+        films = [doc(i, f"Stardust {i}") for i in range(4)] + [doc(9, "Jaws", brand="Steven Star", popularity=1e6)]
+        self.write(engine, alias, films)
+        # four titles leave five short: the brand is asked, and its match is in
+        assert "item-9" in [h.id for h in engine.prefix_suggest(alias, "star", k=5)]
+        # four titles fill four: no brand is asked, so it is not (one query of both would have ranked it in)
+        assert "item-9" not in [h.id for h in engine.prefix_suggest(alias, "star", k=4)]
+
     def test_unicode_empty_and_64kb_inputs(self, engine: SearchEngine, alias: str) -> None:
         big = "lorem ipsum dolor " * (64 * 1024 // 18)
         docs = [

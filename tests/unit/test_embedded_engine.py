@@ -417,13 +417,3 @@ def test_a_text_index_written_before_brands_were_matched_suggests_from_titles_an
     assert suggested(fresh, "jaw") == 1 and suggested(fresh, "spielb") == 0
     assert suggested(fresh, "spielb", brand=True) == 1 and suggested(fresh, "jaw", brand=True) == 0
     assert TextIndex(tmp_path / "fresh").brand_prefix  # and stays so when opened again
-
-
-def test_brands_are_asked_only_when_titles_leave_a_keystrokes_answer_short(tmp_path: Path) -> None:
-    engine = _fresh(tmp_path)
-    films = [doc(i, f"Stardust {i}") for i in range(4)] + [doc(9, "Jaws", brand="Steven Star")]
-    engine.upsert("items", films)
-    # four titles leave five short: the brand's match comes after them, as it would in one query of both
-    assert [h.id for h in engine.prefix_suggest("items", "star", k=5)][-1] == "item-9"
-    # four titles fill four: no brand is asked (a brand match scores 0.3 of a title's)
-    assert "item-9" not in [h.id for h in engine.prefix_suggest("items", "star", k=4)]
