@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ RESULTS = REPO_ROOT / "docs" / "results"
 CACHE_ROOT = Path.home() / ".cache" / "trawl" / "bench"
 
 T = TypeVar("T")
+W = TypeVar("W")  # the work one measure is given in one round
 
 
 # ---- statistics ------------------------------------------------------------------------------------------
@@ -366,6 +367,22 @@ def http_load(
         raise RuntimeError(f"the load generator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
     return Timed(out["latencies_ms"], out["statuses"], out["wall_s"], out.get("marked"))
+
+
+def alternating_rounds(
+    runners: Mapping[str, Callable[[W], Timed]], work: Callable[[str, int], W], rounds: int, steps: Steps
+) -> dict[str, dict[str, Any]]:
+    """Each measure's runner on `work(measure, round)`, in rounds that alternate the measures' order (a busy
+    neighbour then weighs on each alike); per measure, its errors and latency figures (`Latency`)."""
+    samples: dict[str, list[float]] = {key: [] for key in runners}
+    errors = dict.fromkeys(runners, 0)
+    for r in range(rounds):
+        for key in runners if r % 2 == 0 else reversed(list(runners)):
+            timed = runners[key](work(key, r))
+            samples[key].extend(timed.latencies_ms)
+            errors[key] += timed.errors
+            steps.advance(len(timed.latencies_ms))
+    return {key: {"errors": errors[key], **Latency.of(found).to_json()} for key, found in samples.items()}
 
 
 # ---- reports -----------------------------------------------------------------------------------------------

@@ -38,9 +38,9 @@ from services.bench.common import (
     CACHE_ROOT,
     RESULTS,
     ApiProcess,
-    Latency,
     Steps,
     Timed,
+    alternating_rounds,
     git_commit,
     http_load,
     machine_notes,
@@ -145,22 +145,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             waits = max(1, min(per_round, args.wait_requests // rounds))  # each waits up to a second
             if waiting is not None:
                 runners["wait"] = first_of(waits, in_process(waiting))
-            per_measure: dict[str, list[float]] = {key: [] for key in runners}
-            errors = dict.fromkeys(runners, 0)
             for key, runner in runners.items():  # warm-up: connections, the first write of each user
                 runner(batches(f"{key}-warm", size, 5))
             total = rounds * sum(waits if key == "wait" else per_round for key in runners)
+
+            def work(key: str, r: int, size: int = size, n: int = per_round) -> list[Batch]:
+                return batches(f"{key}-r{r}", size, n)  # each measure writes its own users' batches
+
             with Steps(console, f"batch of {size}: {len(runners)} measures", total) as bar:
-                for r in range(rounds):
-                    for key in runners if r % 2 == 0 else reversed(list(runners)):
-                        work = batches(f"{key}-r{r}", size, per_round)
-                        timed = runners[key](work)
-                        per_measure[key].extend(timed.latencies_ms)
-                        errors[key] += timed.errors
-                        bar.advance(len(timed.latencies_ms))
-            results[str(size)] = {
-                key: {"errors": errors[key], **Latency.of(samples).to_json()} for key, samples in per_measure.items()
-            }
+                results[str(size)] = alternating_rounds(runners, work, rounds, bar)
     finally:
         api.stop()
         drop = getattr(store, "drop", None)

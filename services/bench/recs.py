@@ -44,9 +44,9 @@ from services.bench.common import (
     CACHE_ROOT,
     RESULTS,
     ApiProcess,
-    Latency,
     Steps,
     Timed,
+    alternating_rounds,
     git_commit,
     http_load,
     machine_notes,
@@ -183,22 +183,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     runners["raw"] = lambda work: run_concurrently(work, raw, 1)
                 for runner in runners.values():  # warm-up: connections, caches, the first reads
                     runner(requests(users, kind, args.warmup, rng))
-                per_measure: dict[str, list[float]] = {key: [] for key in runners}
-                errors = dict.fromkeys(runners, 0)
                 rounds = 4
                 per_round = max(1, args.requests // rounds)
+                drawn = [requests(users, kind, per_round, rng) for _ in range(rounds)]
+
+                def work(key: str, r: int, drawn: list[list[Body]] = drawn) -> list[Body]:
+                    return drawn[r]  # a round's requests are every measure's
+
                 with Steps(console, f"{kind}: {len(runners)} measures", rounds * per_round * len(runners)) as bar:
-                    for r in range(rounds):
-                        work = requests(users, kind, per_round, rng)  # each measure the same requests
-                        for key in runners if r % 2 == 0 else reversed(list(runners)):
-                            timed = runners[key](work)
-                            per_measure[key].extend(timed.latencies_ms)
-                            errors[key] += timed.errors
-                            bar.advance(len(timed.latencies_ms))
-                results[kind] = {
-                    key: {"errors": errors[key], **Latency.of(samples).to_json()}
-                    for key, samples in per_measure.items()
-                }
+                    results[kind] = alternating_rounds(runners, work, rounds, bar)
         finally:
             api.stop()
             store.close()
