@@ -35,6 +35,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,7 +115,7 @@ class RawEase:
         return 200 if len(found) == K else 500
 
 
-def build(data_dir: Any, settings: RecsSettings, log: Callable[[str], None]) -> dict[str, list[str]]:
+def build(data_dir: Path, settings: RecsSettings, log: Callable[[str], None]) -> dict[str, list[str]]:
     """The evaluation's set-up under `data_dir`; returns each user's training history (item ids, oldest first)."""
     from services.core.settings import CoreSettings
     from services.recs.evaluate import build_engine
